@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ilastik": ("pyquint.cli.ilastik", "Read/write ilastik projects; headless predict without ilastik."),
     "steinbock": ("pyquint.cli.steinbock", "steinbock-compatible `classify ilastik` prepare/fix/run."),
     "quint": ("pyquint.cli.quint", "QUINT end to end: sections -> Nutil-ready segmentations."),
+    "large": ("pyquint.cli.large", "Images larger than RAM: tile-by-tile prediction, Dask clusters."),
     "data": ("pyquint.cli.data", "Generate the bundled synthetic sample sections."),
     "demo": ("pyquint.cli.quint", "Run the QUINT pipeline on the bundled sample data."),
 }
