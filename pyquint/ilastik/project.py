@@ -1,6 +1,6 @@
 """Read ilastik projects (``.ilp``) without ilastik and without ever modifying them.
 
-The file is opened read-only (``h5py.File(path, "r")``), so it works on read-only files and
+The file is opened read-only (``h5py.File(path, "r", locking=False)``), so it works on read-only files and
 while ilastik has the project open. Everything small is read at once into
 :class:`IlastikProject`; raw data and forests are read on demand.
 """
@@ -20,9 +20,20 @@ from ..io import parse_axistags, read_image, split_h5_path
 from ._labels import LabelBlock, block_axes, canonical_axes, convert_block
 from ._version import check_version, workflow_kind
 
-__all__ = ["IlastikProject", "Lane", "read_project"]
+__all__ = ["IlastikProject", "Lane", "open_readonly", "read_project"]
 
 _ROLE_RAW = "Raw Data"
+
+
+def open_readonly(path: str | os.PathLike):
+    """Open an HDF5 file read-only without taking HDF5's file lock, so that a project that
+    ilastik holds open (and locks) can still be read."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r", locking=False)
+    except TypeError:  # h5py < 3.5 has no locking argument
+        return h5py.File(path, "r")
 
 
 def _text(value: Any) -> str:
@@ -245,12 +256,11 @@ class IlastikProject:
 
         A missing file is also looked up by name in ``search_dirs`` (moved data).
         """
-        import h5py
 
         info = self.lanes[lane]
         if info.internal_path is not None:
             try:
-                with h5py.File(self.path, "r") as f:
+                with open_readonly(self.path) as f:
                     ds = f[info.internal_path]
                     data = ds[()]
                     tags = ds.attrs.get("axistags")
@@ -326,13 +336,12 @@ def read_project(path: str | os.PathLike) -> IlastikProject:
         Not an HDF5 file, truncated, not an ilastik project, a version outside 1.0–1.5, an
         unknown workflow, or unreadable labels/feature settings.
     """
-    import h5py
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such project file")
     try:
-        f = h5py.File(path, "r")
+        f = open_readonly(path)
     except OSError as exc:
         raise InputError(
             f"{path}: not a readable HDF5 file, so not an ilastik project (truncated or "

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, PyquintError
 
 __all__ = ["VigraTree", "decode_tree", "read_forests", "read_project_forest"]
 
@@ -129,8 +129,6 @@ def decode_tree(
                 f"{source}: vigra node type {kind:#x} is not supported (only threshold splits and "
                 "constant-probability leaves, as ilastik's random forests use)"
             )
-        if len(offsets) > topo.size:
-            raise InputError(f"{source}: cyclic tree")
     n = len(offsets)
     left = np.full(n, -1, dtype=np.int32)
     right = np.full(n, -1, dtype=np.int32)
@@ -227,26 +225,29 @@ def read_forests(
     def shifted(a: np.ndarray, s: int) -> np.ndarray:
         return np.where(a >= 0, a + s, -1)
 
-    return FlatForest(
-        feature=np.concatenate([t.feature for t in trees]).astype(np.int32),
-        threshold=np.concatenate([t.threshold for t in trees]),
-        left=np.concatenate([shifted(t.left, s) for t, s in zip(trees, starts)]).astype(np.int32),
-        right=np.concatenate([shifted(t.right, s) for t, s in zip(trees, starts)]).astype(np.int32),
-        value=value,
-        roots=starts.astype(np.int32),
-        classes=np.arange(1, n_out + 1),
-        n_features=int(n_features),
-        split_rule="lt",
-    )
+    try:
+        return FlatForest(
+            feature=np.concatenate([t.feature for t in trees]).astype(np.int32),
+            threshold=np.concatenate([t.threshold for t in trees]),
+            left=np.concatenate([shifted(t.left, s) for t, s in zip(trees, starts)]).astype(np.int32),
+            right=np.concatenate([shifted(t.right, s) for t, s in zip(trees, starts)]).astype(np.int32),
+            value=value,
+            roots=starts.astype(np.int32),
+            classes=np.arange(1, n_out + 1),
+            n_features=int(n_features),
+            split_rule="lt",
+        )
+    except PyquintError as exc:
+        raise InputError(f"{source}: invalid stored forest ({exc})") from None
 
 
 def read_project_forest(project):
     """The stored forest of an :class:`IlastikProject`, checked against its feature selection."""
-    import h5py
+    from .project import open_readonly
 
     if not project.has_forest:
         raise InputError(f"{project.path}: the project holds no trained forest (train it in ilastik or retrain)")
-    with h5py.File(project.path, "r") as f:
+    with open_readonly(project.path) as f:
         group = f["PixelClassification/ClassifierForests"]
         forest = read_forests(group, len(project.label_names) or None,
                               f"{project.path}:/PixelClassification/ClassifierForests")

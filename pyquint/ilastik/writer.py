@@ -25,11 +25,12 @@ from ._labels import format_block_slice
 
 __all__ = ["DEFAULT_LABEL_COLORS", "copy_labels", "write_project"]
 
-# ilastik's first label colours (yellow, blue, red, green, ...), as in its colour table.
+# Label colours for new projects: ilastik's first two (pc.ilp: yellow, blue), then the rest of
+# the same 20-colour "distinct colours" palette.
 DEFAULT_LABEL_COLORS = np.array(
     [
-        [255, 225, 25], [0, 130, 200], [230, 25, 75], [70, 240, 240], [60, 180, 75],
-        [250, 190, 190], [170, 110, 40], [145, 30, 180], [0, 0, 128], [128, 128, 0],
+        [255, 225, 25], [0, 130, 200], [230, 25, 75], [60, 180, 75], [245, 130, 48],
+        [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 190],
     ],
     dtype=np.int64,
 )
@@ -183,7 +184,7 @@ def write_project(
         _vstr(inputs, "StorageVersion", "0.2")
         infos = inputs.create_group("infos")
         local = inputs.create_group("local_data")
-        for i, (data, data_axes, source, canon_axes, _) in enumerate(lanes):
+        for i, (data, data_axes, source, _, _) in enumerate(lanes):
             lane = infos.create_group(f"lane{i:04d}")
             lane.create_group("Prediction Mask")
             raw = lane.create_group("Raw Data")

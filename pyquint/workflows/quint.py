@@ -1,0 +1,461 @@
+"""QUINT end to end: section images -> Nutil-ready segmentations, legend, QC, report, provenance.
+
+What a QUINT user does across ilastik, Fiji and a file browser, in one call::
+
+    from pyquint.workflows.quint import run_quint
+    from pyquint.workflows.config import load_config
+    result = run_quint(load_config("quint.toml"))
+
+Steps (each built on the public API of its module, not beside it):
+
+1. list the sections and check their names against Nutil's and PyNutil's rules (every
+   offending name is reported before any work starts);
+2. optionally downscale (QUINT's resize factor 0.1-0.2);
+3. pixel classification (:class:`pyquint.pixel.PixelClassifier` trained from label images, a
+   saved model, or an ilastik project through :mod:`pyquint.ilastik`);
+4. optionally object classification (:func:`pyquint.objects.threshold_objects` + an
+   :class:`pyquint.objects.ObjectClassifier`) to drop artefacts such as edge streaks;
+5. colour with a Glasbey or custom LUT (:mod:`pyquint.lut`, or a real ImageJ with
+   ``engine="imagej"``) into palette (or RGB) PNGs that keep the ``_sXXX`` id;
+6. count what Nutil and PyNutil will see in those PNGs, and write ``legend.png``,
+   ``nutil_colours.csv``, ``qc_montage.png``, ``report.html``, ``summary.csv`` and
+   ``provenance.json``.
+
+Sections whose PNG already exists are not recomputed (resume) unless ``run.overwrite``.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..batch import guard_outputs, progress
+from ..errors import InputError
+from ..io import IMAGE_SUFFIXES, atomic_output, read_image, to_canonical, write_image
+from . import qc
+from .config import QuintConfig
+
+__all__ = ["QuintResult", "SectionResult", "list_sections", "plan", "run_quint"]
+
+SEGMENTATION_DIR = "segmentations"
+
+
+@dataclass
+class SectionResult:
+    """Per-section outcome (areas in segmentation pixels)."""
+
+    name: str
+    output: Path
+    class_pixels: dict[int, int]
+    objects: dict[int, int]
+    nutil_objects: dict[int, int]
+    nutil_pixels: dict[int, int]
+    pynutil_objects: dict[int, int]
+    pynutil_pixels: dict[int, int]
+    f1: float | None = None
+    resumed: bool = False
+
+
+@dataclass
+class QuintResult:
+    """What :func:`run_quint` did."""
+
+    output_folder: Path
+    sections: list[SectionResult] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def mean_f1(self) -> float | None:
+        values = [s.f1 for s in self.sections if s.f1 is not None]
+        return float(np.mean(values)) if values else None
+
+
+# --------------------------------------------------------------------------- inputs
+def list_sections(config: QuintConfig) -> list[Path]:
+    """The section files of a configuration (a folder or a glob), sorted."""
+    spec = config.input.sections
+    root = config.resolve(spec)
+    if root is not None and root.is_dir():
+        files = sorted(p for p in root.iterdir()
+                       if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+        where = f"folder {root}"
+    else:
+        pattern = str(root) if root is not None else spec
+        files = sorted(Path(p) for p in glob.glob(pattern) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+        where = f"pattern {pattern}"
+        if not files and not any(ch in spec for ch in "*?["):
+            raise InputError(f"input.sections: {pattern} is neither a folder nor a glob that matches files")
+    if not files:
+        raise InputError(f"input.sections: no section images in {where}")
+    return files
+
+
+def _check_names(files: list[Path]) -> None:
+    from ..lut import check_nutil_names
+
+    problems = check_nutil_names(files)
+    if problems:
+        raise InputError(
+            "these section names break Nutil's/PyNutil's naming rules (one '_s<digits>' id, no '.' "
+            "or spaces, unique section numbers); rename them before running:\n  " + "\n  ".join(problems)
+        )
+
+
+def _match_by_name(sections: list[Path], folder: Path, what: str) -> dict[Path, Path]:
+    """Map each section to the file of the same name (or same stem / section id) in ``folder``."""
+    from ..lut import section_id
+
+    if not folder.is_dir():
+        raise InputError(f"{what}: {folder} is not a folder")
+    candidates = [p for p in sorted(folder.iterdir())
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES]
+    if not candidates:
+        raise InputError(f"{what}: no images in {folder}")
+    by_stem = {s.stem: s for s in sections}
+    by_id = {section_id(s.name): s for s in sections}
+    matched: dict[Path, Path] = {}
+    unmatched = []
+    for cand in candidates:
+        section = by_stem.get(cand.stem)
+        if section is None:
+            sid = section_id(cand.name)
+            section = by_id.get(sid) if sid is not None else None
+        if section is None:
+            unmatched.append(cand.name)
+        else:
+            matched[section] = cand
+    if unmatched:
+        raise InputError(f"{what}: these files match no section (by name or _sXXX id): {', '.join(unmatched)}")
+    return matched
+
+
+def _load_section(path: Path, config: QuintConfig) -> np.ndarray:
+    data, axes = read_image(path, axes=config.input.axes)
+    image, canonical = to_canonical(data, axes)
+    if canonical != "yxc":
+        raise InputError(f"{path}: QUINT sections must be 2-D images, got axes {canonical!r}")
+    if config.input.resize is not None and config.input.resize != 1:
+        image = _resize(image, config.input.resize, nearest=False)
+    return image
+
+
+def _resize(image: np.ndarray, factor: float, *, nearest: bool) -> np.ndarray:
+    """Downscale ``yxc`` (or ``yx``) by ``factor``: area averaging for images, nearest for labels."""
+    import cv2
+
+    h, w = image.shape[:2]
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    interp = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA
+    src = image if image.dtype != np.bool_ else image.astype(np.uint8)
+    channels = [cv2.resize(np.ascontiguousarray(src[..., c]), size, interpolation=interp)
+                for c in range(src.shape[-1])] if src.ndim == 3 else [cv2.resize(src, size, interpolation=interp)]
+    out = np.stack(channels, axis=-1) if src.ndim == 3 else channels[0]
+    return out.astype(image.dtype, copy=False)
+
+
+def _load_labels(path: Path, shape: tuple[int, int], config: QuintConfig) -> np.ndarray:
+    data, axes = read_image(path)
+    labels, canonical = to_canonical(data, axes)
+    if canonical != "yxc" or labels.shape[-1] != 1:
+        raise InputError(f"{path}: a label image must be single-channel 2-D, got {canonical} {labels.shape}")
+    labels = labels[..., 0]
+    if labels.shape != shape and config.input.resize is not None:
+        original = _resize(labels[..., None], config.input.resize, nearest=True)[..., 0]
+        if original.shape == shape:
+            labels = original
+    if labels.shape != shape:
+        raise InputError(f"{path}: label image shape {labels.shape} differs from its section's {shape}")
+    return labels
+
+
+# --------------------------------------------------------------------------- pipeline
+def plan(config: QuintConfig) -> list[tuple[Path, Path, str]]:
+    """What a run would do: (section, output PNG, "compute" | "skip (exists)")."""
+    config.validate()
+    sections = list_sections(config)
+    _check_names(sections)
+    out_dir = config.resolve(config.output.folder) / SEGMENTATION_DIR
+    rows = []
+    for s in sections:
+        out = out_dir / (s.stem + ".png")
+        status = "skip (exists)" if out.exists() and not config.run.overwrite else "compute"
+        rows.append((s, out, status))
+    return rows
+
+
+def _pixel_model(config: QuintConfig, sections: list[Path], out_dir: Path):
+    """Train or load the pixel classifier; returns (predictor, class_names, model_path)."""
+    from ..features import FeatureSelection
+    from ..pixel import PixelClassifier
+
+    p = config.pixel
+    if p.model:
+        clf = PixelClassifier.load(config.resolve(p.model))
+        return clf, list(clf.class_names_), config.resolve(p.model)
+    if p.ilp:
+        from ..ilastik import load_project_classifier
+
+        clf = load_project_classifier(config.resolve(p.ilp), retrain=p.retrain, seed=p.seed)
+        return clf, list(clf.class_names_), config.resolve(p.ilp)
+    matched = _match_by_name(sections, config.resolve(p.labels), "pixel.labels")
+    images, labels = [], []
+    for section, label_path in progress(matched.items(), "loading training images", len(matched)):
+        image = _load_section(section, config)
+        images.append(image)
+        labels.append(_load_labels(label_path, image.shape[:2], config))
+    if p.features in ("all", "steinbock"):
+        selection = getattr(FeatureSelection, p.features)()
+    else:
+        path = config.resolve(p.features)
+        try:
+            selection = FeatureSelection.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"pixel.features: {path} is not a readable selection JSON ({exc})") from exc
+    clf = PixelClassifier(features=selection, n_trees=p.trees, seed=p.seed, class_names=p.class_names)
+    clf.fit(images, labels)
+    model_path = out_dir / "pixel_model.h5"
+    clf.save(model_path)
+    return clf, list(clf.class_names_), model_path
+
+
+def _object_model(config: QuintConfig, sections: list[Path], pixel_clf, out_dir: Path):
+    """Train or load the object classifier (or None when the step is off)."""
+    from ..objects import ObjectClassifier
+
+    o = config.objects
+    if not o.enabled:
+        return None, None
+    if o.model:
+        return ObjectClassifier.load(config.resolve(o.model)), config.resolve(o.model)
+    if not o.labels:
+        return None, None  # threshold + size filter only
+    matched = _match_by_name(sections, config.resolve(o.labels), "objects.labels")
+    raws, objects, labels = [], [], []
+    for section, label_path in progress(matched.items(), "object training", len(matched)):
+        image = _load_section(section, config)
+        proba = pixel_clf.predict_proba(image)
+        raws.append(image)
+        objects.append(_threshold(proba, o))
+        labels.append(_load_labels(label_path, image.shape[:2], config))
+    clf = ObjectClassifier(n_trees=o.trees, seed=o.seed)
+    clf.fit(raws, objects, labels)
+    path = out_dir / "object_model.h5"
+    clf.save(path)
+    return clf, path
+
+
+def _threshold(proba: np.ndarray, o) -> np.ndarray:
+    from ..objects import threshold_objects
+
+    if o.channel > proba.shape[-1]:
+        raise InputError(f"objects.channel {o.channel} is larger than the number of classes {proba.shape[-1]}")
+    return threshold_objects(proba, channel=o.channel - 1, threshold=o.threshold,
+                             sigma=(o.sigma, o.sigma), min_size=o.min_size, max_size=o.max_size)
+
+
+def _segment(image: np.ndarray, pixel_clf, object_clf, config: QuintConfig) -> tuple[np.ndarray, np.ndarray | None]:
+    """Final class image (uint8, 1..N) and, with the object step, the kept-object labels."""
+    from ..pixel import simple_segmentation
+
+    proba = pixel_clf.predict_proba(image)
+    segmentation = simple_segmentation(proba)
+    o = config.objects
+    if not o.enabled:
+        return segmentation, None
+    objects = _threshold(proba, o)
+    if object_clf is not None and objects.max() > 0:
+        classes = np.asarray(object_clf.predict(image, objects))
+        keep_ids = np.flatnonzero(classes == o.keep_class) + 1
+        kept = np.isin(objects, keep_ids)
+    else:
+        kept = objects > 0
+    # Stain that is not a kept object becomes the first class (background); kept objects
+    # are the thresholded class, so one colour in the PNG is one object kind for Nutil.
+    segmentation = segmentation.copy()
+    segmentation[(segmentation == o.channel) & ~kept] = 1
+    segmentation[kept] = o.channel
+    from scipy import ndimage as ndi
+
+    kept_labels, _ = ndi.label(kept, structure=ndi.generate_binary_structure(2, 1))
+    return segmentation, kept_labels
+
+
+def _coloured_indices(segmentation: np.ndarray, classes: list[int] | None) -> np.ndarray:
+    if classes is None:
+        return segmentation
+    return np.where(np.isin(segmentation, classes), segmentation, 0).astype(np.uint8)
+
+
+def _write_png(indices: np.ndarray, lut, out: Path, config: QuintConfig, lut_file: Path | None) -> None:
+    from ..lut import write_palette_png, write_rgb_png
+
+    if config.run.engine == "imagej":
+        from ..imagej import apply_lut_imagej
+
+        if config.lut.rgb:
+            raise InputError("run.engine = 'imagej' writes palette PNGs as ImageJ does; set lut.rgb = false")
+        apply_lut_imagej(indices, lut_file, out)
+    elif config.lut.rgb:
+        write_rgb_png(out, indices, lut)
+    else:
+        write_palette_png(out, indices, lut)
+
+
+def run_quint(config: QuintConfig, *, truth: str | os.PathLike | None = None, truth_value: int = 1,
+              evaluate_class: int | None = None) -> QuintResult:
+    """Run the QUINT segmentation pipeline described by ``config``.
+
+    Parameters
+    ----------
+    config : QuintConfig
+        The pipeline configuration (see :mod:`pyquint.workflows.config`).
+    truth : path, optional
+        Folder of ground-truth images (same names as the sections) to report the pixel F1 of
+        ``evaluate_class`` against ``truth == truth_value`` (used by the demo).
+    truth_value, evaluate_class : int
+        Ground-truth value and output class compared by the F1 (default: the object step's
+        class, else the last class).
+
+    Returns
+    -------
+    QuintResult
+    """
+    from ..lut import colour_table, legend_image, load_lut, write_lut
+
+    config.validate()
+    sections = list_sections(config)
+    _check_names(sections)
+    out_dir = config.resolve(config.output.folder)
+    seg_dir = out_dir / SEGMENTATION_DIR
+    section_dirs = {s.parent.resolve() for s in sections}
+    if out_dir.resolve() in section_dirs or seg_dir.resolve() in section_dirs:
+        raise InputError(f"output.folder {out_dir}: outputs would be written among the input sections; "
+                         "choose another folder")
+    outputs = {s: seg_dir / (s.stem + ".png") for s in sections}
+    guard_outputs(sections, list(outputs.values()))
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    # Channel counts must agree (sizes may differ).
+    channel_counts = {}
+    for s in sections:
+        data, axes = read_image(s, axes=config.input.axes)
+        channel_counts[s.name] = to_canonical(data, axes)[0].shape[-1]
+    if len(set(channel_counts.values())) > 1:
+        raise InputError(f"sections have different channel counts: {channel_counts}")
+
+    pixel_clf, class_names, pixel_model_path = _pixel_model(config, sections, out_dir)
+    n_classes = len(class_names)
+    object_clf, object_model_path = _object_model(config, sections, pixel_clf, out_dir)
+
+    lut = load_lut(config.lut.name, fiji_dir=config.lut.fiji)
+    if config.lut.set:
+        lut = lut.with_colors(config.lut.set)
+    lut_file = out_dir / "pyquint.lut"
+    write_lut(lut, lut_file)
+    coloured = config.lut.classes or list(range(1, n_classes + 1))
+    evaluate_class = evaluate_class or (config.objects.channel if config.objects.enabled else n_classes)
+    truth_dir = Path(truth) if truth is not None else None
+
+    def process(section: Path) -> SectionResult:
+        out = outputs[section]
+        image = _load_section(section, config)
+        resumed = out.exists() and not config.run.overwrite
+        if resumed:
+            indices = read_image(out)[0][..., 0]
+            own = {c: _count_objects(indices == c) for c in coloured}
+        else:
+            segmentation, kept = _segment(image, pixel_clf, object_clf, config)
+            indices = _coloured_indices(segmentation, config.lut.classes)
+            _write_png(indices, lut, out, config, lut_file)
+            own = {c: (int(kept.max()) if kept is not None and c == config.objects.channel
+                       else _count_objects(indices == c)) for c in coloured}
+        rgb = qc.read_png_rgb(out)
+        pixels = {c: int(np.count_nonzero(indices == c)) for c in range(1, n_classes + 1)}
+        nutil, pynutil = {}, {}
+        for c in coloured:
+            colour = tuple(int(v) for v in lut.table[c])
+            nutil[c] = qc.count_colour_objects(rgb, colour, tolerance=2, nutil_edges=True)
+            pynutil[c] = qc.count_colour_objects(rgb, colour)
+        f1 = None
+        if truth_dir is not None:
+            t = _load_labels(truth_dir / section.name, indices.shape, config)
+            f1 = qc.pixel_f1(indices == evaluate_class, t == truth_value)
+        return SectionResult(section.stem, out, pixels, own,
+                             {c: v.objects for c, v in nutil.items()}, {c: v.pixels for c, v in nutil.items()},
+                             {c: v.objects for c, v in pynutil.items()}, {c: v.pixels for c, v in pynutil.items()},
+                             f1, resumed)
+
+    result = QuintResult(out_dir)
+    with ThreadPoolExecutor(max_workers=config.run.workers) as pool:
+        result.sections = list(progress(pool.map(process, sections), "segmenting sections", len(sections)))
+
+    _write_run_outputs(result, config, sections, class_names, coloured, lut, n_classes,
+                       [p for p in (pixel_model_path, object_model_path) if p is not None],
+                       legend_image, colour_table)
+    return result
+
+
+def _count_objects(mask: np.ndarray) -> int:
+    from scipy import ndimage as ndi
+
+    return int(ndi.label(mask, structure=ndi.generate_binary_structure(2, 1))[1])
+
+
+def _write_run_outputs(result: QuintResult, config: QuintConfig, sections: list[Path], class_names: list[str],
+                       coloured: list[int], lut, n_classes: int, models: list[Path], legend_image,
+                       colour_table) -> None:
+    out_dir = result.output_folder
+    names = {c: class_names[c - 1] if c - 1 < len(class_names) else f"class {c}" for c in coloured}
+    legend = np.asarray(legend_image([names[c] for c in coloured], lut, coloured))
+    result.files["legend"] = write_image(out_dir / "legend.png", legend, "yxc")
+    rows = colour_table([names[c] for c in coloured], lut, coloured)
+    result.files["nutil_colours"] = _write_csv(out_dir / "nutil_colours.csv", rows)
+
+    summary = []
+    for s in result.sections:
+        row: dict[str, object] = {"section": s.name}
+        for c in range(1, n_classes + 1):
+            row[f"{class_names[c - 1] if c - 1 < len(class_names) else c} pixels"] = s.class_pixels.get(c, 0)
+        for c in coloured:
+            row[f"{names[c]} objects (pyquint)"] = s.objects[c]
+            row[f"{names[c]} objects (PyNutil)"] = s.pynutil_objects[c]
+            row[f"{names[c]} objects (Nutil ±2)"] = s.nutil_objects[c]
+        if s.f1 is not None:
+            row["pixel F1"] = round(s.f1, 4)
+        row["resumed"] = s.resumed
+        summary.append(row)
+    result.files["summary"] = _write_csv(out_dir / "summary.csv", summary)
+
+    rows_for_montage = []
+    for section, s in zip(sections, result.sections):
+        rows_for_montage.append((s.name, _load_section(section, config), qc.read_png_rgb(s.output)))
+    montage = qc.make_montage(rows_for_montage)
+    result.files["montage"] = write_image(out_dir / "qc_montage.png", montage, "yxc")
+    parameters = config.to_dict()
+    result.files["report"] = qc.write_report(out_dir / "report.html", "pyquint QUINT segmentation report",
+                                             summary, montage, legend, parameters)
+    prov = qc.provenance(parameters, sections, models[0] if models else None,
+                         extra={"models": {str(p): qc.file_sha256(p) for p in models},
+                                "seeds": {"pixel": config.pixel.seed, "objects": config.objects.seed}})
+    path = out_dir / "provenance.json"
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(prov, indent=2, default=str))
+    result.files["provenance"] = path
+
+
+def _write_csv(path: Path, rows: list[dict]) -> Path:
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
