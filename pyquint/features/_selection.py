@@ -181,7 +181,7 @@ class FeatureSelection:
         return {
             "feature_ids": list(self.feature_ids),
             "scales": list(self.scales),
-            "matrix": self.matrix.astype(int).tolist(),
+            "matrix": self.matrix.tolist(),
             "compute_in_2d": None if self.compute_in_2d is None else list(self.compute_in_2d),
         }
 

@@ -23,17 +23,13 @@ from ..errors import InputError
 from ..io import atomic_output, axistags_json, read_image, to_canonical
 from ._labels import format_block_slice
 
-__all__ = ["DEFAULT_LABEL_COLORS", "copy_labels", "write_project"]
+__all__ = ["copy_labels", "write_project"]
 
-# Label colours for new projects: ilastik's first two (pc.ilp: yellow, blue), then the rest of
-# the same 20-colour "distinct colours" palette.
-DEFAULT_LABEL_COLORS = np.array(
-    [
-        [255, 225, 25], [0, 130, 200], [230, 25, 75], [60, 180, 75], [245, 130, 48],
-        [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 190],
-    ],
-    dtype=np.int64,
-)
+def _default_colors(n: int) -> np.ndarray:
+    """ilastik's default label colours (yellow, blue, red, ...; see pyquint.pixel)."""
+    from ..pixel import default_class_colors
+
+    return np.asarray(default_class_colors(n), dtype=np.int64).reshape(-1, 3)
 WRITTEN_VERSION = "1.4.0"
 _BLOCK_EDGE = {2: 256, 3: 64}  # label tiles per spatial axis, like ilastik's ~40³-voxel blocks
 
@@ -109,7 +105,7 @@ def write_project(
     nicknames: Sequence[str] | None = None,
     store_raw: bool = True,
     overwrite: bool = False,
-    export_settings: dict[str, str] | None = None,
+    export_settings: dict[str, Any] | None = None,
 ) -> Path:
     """Write a minimal ilastik Pixel Classification project.
 
@@ -130,8 +126,18 @@ def write_project(
         Defaults to ``Label 1..N`` with N = the largest label value.
     label_colors : array-like (N, 3), optional
         RGB 0..255; defaults to ilastik's first colours. Also used as PmapColors.
-    axes, nicknames, store_raw, overwrite, export_settings
-        See above; ``export_settings`` overrides ``Prediction Export`` values.
+    axes : str, optional
+        Axes of array images.
+    nicknames : sequence of str, optional
+        Lane nicknames (default: file stems, or ``image0000``...).
+    store_raw : bool
+        Store path images inside the project (default) or reference them.
+    overwrite : bool
+        Replace an existing ``path`` (atomically).
+    export_settings : dict, optional
+        ``Prediction Export`` values to store, e.g. ``{"OutputFormat": "png",
+        "ExportDtype": "uint8", "InputMin": 0.0, "InputMax": 1.0, "ExportMin": 0,
+        "ExportMax": 255}``.
 
     Returns
     -------
@@ -170,7 +176,7 @@ def write_project(
     if len(names) < top:
         raise InputError(f"labels go up to {top} but only {len(names)} label names were given")
     colors = (np.asarray(label_colors, dtype=np.int64).reshape(-1, 3) if label_colors is not None
-              else np.resize(DEFAULT_LABEL_COLORS, (len(names), 3)))
+              else _default_colors(len(names)))
     if len(colors) != len(names) or (colors.size and (colors.min() < 0 or colors.max() > 255)):
         raise InputError(f"label_colors must be {len(names)} RGB triples in 0..255")
 
@@ -221,7 +227,8 @@ def write_project(
             fs.create_dataset("FeatureIds", data=np.array([s.encode() for s in selection.feature_ids]))
             fs.create_dataset("Scales", data=np.asarray(selection.scales, dtype=np.float64))
             fs.create_dataset("SelectionMatrix", data=np.asarray(selection.matrix, dtype=bool))
-            c2d = selection.compute_in_2d or (True,) * len(selection.scales)
+            # empty = "decide from the data" (2-D when z = 1), ilastik's own default
+            c2d = selection.compute_in_2d or ()
             fs.create_dataset("ComputeIn2d", data=np.asarray(c2d, dtype=bool))
             _vstr(fs, "StorageVersion", "0.1")
         pc = f.create_group("PixelClassification")
@@ -244,7 +251,10 @@ def write_project(
                     "OutputFormat": "hdf5", "OutputInternalPath": "exported_data",
                     **(export_settings or {})}
         for key, value in settings.items():
-            _vstr(export, key, str(value))
+            if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+                export.create_dataset(key, data=value)  # InputMin, ExportMax, ... are numbers
+            else:
+                _vstr(export, key, str(value))
         _vstr(export, "StorageVersion", "0.1")
     return path
 

@@ -352,7 +352,12 @@ def compute_object_features(
         from .shape import shape_features
 
         result.update(shape_features(labels, g.n, shape_names))
-    return {n: np.asarray(result[n], dtype=np.float64).reshape(g.n, -1) for n in names}
+    return {n: np.asarray(result[n], dtype=np.float64).reshape(g.n, _width(result[n])) for n in names}
+
+
+def _width(values: np.ndarray) -> int:
+    values = np.asarray(values)
+    return 1 if values.ndim < 2 else int(np.prod(values.shape[1:]))
 
 
 def column_names(features: dict[str, np.ndarray]) -> list[str]:

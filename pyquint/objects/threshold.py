@@ -209,7 +209,7 @@ def threshold_objects(
     threshold: float = 0.5,
     high_threshold: float = 0.8,
     core_channel: int = 0,
-    sigma: float | Sequence[float] = (1.0, 1.0),
+    sigma: float | Sequence[float] = 1.0,
     min_size: int = 10,
     max_size: int = 1_000_000,
     axes: str | None = None,
@@ -232,7 +232,8 @@ def threshold_objects(
     core_channel : int
         Channel of the cores (hysteresis only).
     sigma : float or sequence of float
-        Smoothing σ per spatial axis (``(y, x)`` or ``(z, y, x)``); none if any σ < 0.1.
+        Smoothing σ, one for all spatial axes or one per axis (``(y, x)`` or ``(z, y, x)``;
+        ilastik's default is 1 on every axis); no smoothing if any σ < 0.1.
     min_size, max_size : int
         Size filter, inclusive on both ends.
     axes : str, optional

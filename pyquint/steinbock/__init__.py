@@ -5,6 +5,7 @@ Files are steinbock 0.16.5's (``../shared/specs/steinbock.md``): ``ilastik_img/*
 and ``ilastik_probabilities/*.tiff`` as ilastik exports them for steinbock.
 """
 
+from .fix import FixResult, fix
 from .images import (
     AGGREGATIONS,
     create_ilastik_crop,
@@ -18,7 +19,8 @@ from .images import (
 )
 from .panel import Panel, channel_groups, read_panel
 from .prepare import PrepareResult, crop_file_name, ilastik_image_name, prepare, prepare_image
-from .project import create_project
+from .project import create_project, write_labels
+from .run import RunResult, SteinbockClassifier, run
 
 __all__ = [
     "AGGREGATIONS",
@@ -39,4 +41,10 @@ __all__ = [
     "read_steinbock_image",
     "resize_like_steinbock",
     "write_ilastik_h5",
+    "write_labels",
+    "fix",
+    "FixResult",
+    "run",
+    "RunResult",
+    "SteinbockClassifier",
 ]

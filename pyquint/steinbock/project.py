@@ -33,6 +33,7 @@ __all__ = [
     "LABEL_NAMES",
     "PMAP_COLORS",
     "create_project",
+    "write_labels",
     "relative_path",
     "write_raw_data",
     "write_prediction_export",
@@ -193,4 +194,59 @@ def create_project(
         _replace(f, "ilastikVersion", ILASTIK_VERSION)
         _replace(f, "time", time.ctime())
         _replace(f, "workflowName", "Pixel Classification")
+    return project_file
+
+
+def write_labels(project_file: str | os.PathLike, labels: Sequence[np.ndarray | None]) -> Path:
+    """Store label images for the lanes of a steinbock project (replacing its LabelSets).
+
+    Labels are written as ilastik 1.3.3 stores them for CYX lanes: one uint8 block per lane
+    of shape ``(1, h, w)`` cropped to the labelled pixels, ``blockSlice`` ``[0:1,y0:y1,x0:x1]``.
+    Useful to train ``run`` from existing masks instead of painting in ilastik.
+
+    Parameters
+    ----------
+    project_file : path-like
+        The ``.ilp`` (rewritten atomically; the original is replaced only on success).
+    labels : sequence of (Y, X) integer arrays or None
+        One per lane, in lane order: 0 unlabelled, 1..N = label N (1 Nucleus, 2 Cytoplasm,
+        3 Background in steinbock's template); None for a lane without labels.
+    """
+    import shutil
+
+    import h5py
+
+    project_file = Path(project_file)
+    with h5py.File(project_file, "r") as f:
+        infos = f.get("Input Data/infos")
+        lanes = sorted(infos) if infos is not None else []
+        shapes = [tuple(f[f"Input Data/infos/{lane}/Raw Data/shape"][()]) for lane in lanes]
+    if len(labels) != len(lanes):
+        raise InputError(f"{project_file}: {len(lanes)} lanes but {len(labels)} label images")
+    with atomic_output(project_file) as tmp:
+        shutil.copyfile(project_file, tmp)
+        with h5py.File(tmp, "a", libver=H5_LIBVER) as f:
+            pc = f.require_group("PixelClassification")
+            if "LabelSets" in pc:
+                del pc["LabelSets"]
+            sets = pc.create_group("LabelSets")
+            for i, (lab, shape) in enumerate(zip(labels, shapes)):
+                group = sets.create_group(f"labels{i:03d}")
+                if lab is None:
+                    continue
+                lab = np.asarray(lab)
+                if lab.shape != tuple(shape[1:]) or lab.dtype.kind not in "uib":
+                    raise InputError(
+                        f"labels[{i}]: need integer labels of shape {tuple(shape[1:])}, "
+                        f"not {lab.dtype} {lab.shape}"
+                    )
+                if lab.size and (lab.min() < 0 or lab.max() > 255):
+                    raise InputError(f"labels[{i}]: label values must be 0..255")
+                ys, xs = np.nonzero(lab)
+                if not ys.size:
+                    continue
+                y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+                block = lab[y0:y1, x0:x1].astype(np.uint8)[np.newaxis]
+                ds = group.create_dataset("block0000", data=block)
+                ds.attrs["blockSlice"] = f"[0:1,{y0}:{y1},{x0}:{x1}]".encode("ascii")
     return project_file

@@ -100,7 +100,7 @@ class SteinbockClassifier:
         """
         from ..features import FeatureSelection, compute_features
         from ..forest import train_forest
-        from ..ilastik import read_project
+        from ..ilastik.project import read_project
 
         project = read_project(project_file)
         if project.kind != "pixel":

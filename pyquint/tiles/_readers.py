@@ -276,7 +276,6 @@ class TiffImage(LazyImage):
                 self._memmap = page.asarray(out="memmap")
             except Exception:  # fall back to segment reads
                 self._memmap = None
-        # Axis positions of y, x, c in page.shaped = (planes, depth, length, width, samples)
         self._planar = page.planarconfig == 2 and page.samplesperpixel > 1
 
     def _segment(self, index: int) -> np.ndarray:
@@ -300,43 +299,30 @@ class TiffImage(LazyImage):
                 self._cache_bytes -= old.nbytes
         return seg
 
-    def _read_stored(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        with self._lock:
-            if self._tif is None:
-                self._open()
-        if self._memmap is not None:
-            return np.array(self._memmap[self._stored_index(y0, y1, x0, x1)])
+    def _read_segments(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """The window as ``yxc`` assembled from decoded strips/tiles."""
         page = self._page
         height, width, channels = self.shape
-        out = np.empty((y1 - y0, x1 - x0, channels), dtype=self.dtype)
         if page.is_tiled:
             th, tw = page.tilelength, page.tilewidth
         else:
-            th, tw = page.rowsperstrip or height, width
-        th, tw = min(th, height) if not page.is_tiled else th, tw
+            th, tw = min(page.rowsperstrip or height, height), width
         n_ty, n_tx = -(-height // th), -(-width // tw)
-        planes = range(channels) if self._planar else [None]
-        for plane in planes:
+        out = np.empty((y1 - y0, x1 - x0, channels), dtype=self.dtype)
+        for plane in range(channels) if self._planar else [None]:
             for ty in range(y0 // th, (y1 - 1) // th + 1):
                 for tx in range(x0 // tw, (x1 - 1) // tw + 1):
-                    index = ty * n_tx + tx
-                    if plane is not None:
-                        index += plane * n_ty * n_tx
+                    index = ty * n_tx + tx + (plane or 0) * n_ty * n_tx
                     seg = self._segment(index)
                     sy0, sx0 = ty * th, tx * tw
-                    a0, a1 = max(y0, sy0), min(y1, sy0 + th, height)
-                    b0, b1 = max(x0, sx0), min(x1, sx0 + tw, width)
+                    a0, a1 = max(y0, sy0), min(y1, sy0 + th)
+                    b0, b1 = max(x0, sx0), min(x1, sx0 + tw)
                     block = seg[a0 - sy0:a1 - sy0, b0 - sx0:b1 - sx0]
-                    target = out[a0 - y0:a1 - y0, b0 - x0:b1 - x0]
                     if plane is None:
-                        target[...] = block.reshape(target.shape)
+                        out[a0 - y0:a1 - y0, b0 - x0:b1 - x0] = block
                     else:
-                        target[..., plane] = block[..., 0]
-        # Present the window in the stored axis order expected by read().
-        return reorder_axes(out, "yxc", self._stored_order())
-
-    def _stored_order(self) -> str:
-        return self.axes if "c" in self.axes else self.axes + "c"
+                        out[a0 - y0:a1 - y0, b0 - x0:b1 - x0, plane] = block[..., 0]
+        return out
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         h, w, _ = self.shape
@@ -346,10 +332,9 @@ class TiffImage(LazyImage):
             if self._tif is None:
                 self._open()
         if self._memmap is not None:
-            return np.ascontiguousarray(reorder_axes(
-                np.asarray(self._memmap[self._stored_index(y0, y1, x0, x1)]), self.axes, "yxc"))
-        return np.ascontiguousarray(reorder_axes(self._read_stored(y0, y1, x0, x1),
-                                                 self._stored_order(), "yxc"))
+            window = np.asarray(self._memmap[self._stored_index(y0, y1, x0, x1)])
+            return np.ascontiguousarray(reorder_axes(window, self.axes, "yxc"))
+        return self._read_segments(y0, y1, x0, x1)
 
     def close(self) -> None:
         if self._tif is not None:

@@ -1,0 +1,137 @@
+"""One JVM per process, started headless with ImageJ on its classpath.
+
+Plain JPype is used (it never downloads anything, unlike scyjava's default ``fetch="always"``).
+A JVM cannot be restarted or given a new classpath once running, so the first caller decides
+which ImageJ this process uses; later calls reuse it. If some other library (scyjava,
+pyimagej) already started a JVM, it is reused when ``ij.IJ`` can be loaded from it.
+
+pyimagej is imported lazily, only by :func:`init_pyimagej` for a Fiji installation.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from ..errors import ImageJError
+from .discovery import ImageJInstall, find_imagej, find_java, jvm_library
+
+__all__ = ["ij_class", "init_pyimagej", "jvm_install", "jvm_running", "start_jvm"]
+
+_LOCK = threading.Lock()
+_STARTED: dict[str, Any] = {}
+
+
+def _jpype():
+    try:
+        import jpype
+    except ImportError as exc:
+        raise ImageJError(
+            "the in-process ImageJ backend needs JPype: `pip install jpype1` "
+            "(or `pip install pyquint[imagej]`)"
+        ) from exc
+    return jpype
+
+
+def jvm_running() -> bool:
+    """True when a JVM is running in this process (started by pyquint or anyone else)."""
+    try:
+        import jpype
+    except ImportError:
+        return False
+    return bool(jpype.isJVMStarted())
+
+
+def jvm_install() -> ImageJInstall | None:
+    """The installation the running JVM was started with by pyquint (None otherwise)."""
+    return _STARTED.get("install")
+
+
+def start_jvm(
+    imagej: ImageJInstall | str | os.PathLike | None = None,
+    *,
+    java: str | os.PathLike | None = None,
+    options: tuple[str, ...] = (),
+) -> ImageJInstall | None:
+    """Start this process's JVM headless with ImageJ on the classpath (once).
+
+    Parameters
+    ----------
+    imagej : ImageJInstall or path, optional
+        Which ImageJ to load (default: :func:`find_imagej`). Ignored when the JVM is running.
+    java : path, optional
+        A ``java`` executable whose JVM library to load (default: :func:`find_java`).
+    options : tuple of str
+        Extra JVM options such as ``"-Xmx4g"``.
+
+    Returns
+    -------
+    ImageJInstall or None
+        The installation in use (None if another library started the JVM).
+    """
+    jpype = _jpype()
+    with _LOCK:
+        if jpype.isJVMStarted():
+            _check_ij_loadable(jpype)
+            return _STARTED.get("install")
+        install = imagej if isinstance(imagej, ImageJInstall) else find_imagej(imagej)
+        java_exe = find_java(java, install)
+        lib = jvm_library(java_exe)
+        if lib is None:
+            try:
+                lib = jpype.getDefaultJVMPath()
+            except Exception as exc:  # JVMNotFoundException and friends
+                raise ImageJError(f"cannot find the JVM library of {java_exe}: {exc}") from exc
+        args = ["-Djava.awt.headless=true", *options]
+        if install.root is not None:
+            args.append(f"-Dplugins.dir={install.root / 'plugins'}")
+        try:
+            jpype.startJVM(str(lib), *args, classpath=install.classpath(), convertStrings=False)
+        except OSError as exc:
+            raise ImageJError(f"could not start Java ({lib}): {exc}") from exc
+        _STARTED["install"] = install
+        _check_ij_loadable(jpype)
+        return install
+
+
+def _check_ij_loadable(jpype) -> None:
+    try:
+        jpype.JClass("ij.IJ")
+    except Exception as exc:
+        raise ImageJError(
+            "a JVM is already running in this process without ImageJ on its classpath; "
+            "ImageJ must be chosen before the first JVM start (one JVM per process)"
+        ) from exc
+
+
+def ij_class(name: str):
+    """A Java class from the running ImageJ JVM (starting it if needed), e.g. ``"ij.IJ"``."""
+    jpype = _jpype()
+    if not jpype.isJVMStarted():
+        start_jvm()
+    return jpype.JClass(name)
+
+
+def init_pyimagej(fiji: ImageJInstall | str | os.PathLike | None = None, mode: str = "headless"):
+    """An ImageJ2 gateway (pyimagej) for a local Fiji.app, started without network access.
+
+    The JVM is started first with Fiji's jars (so pyimagej neither downloads Java nor resolves
+    Maven endpoints), then ``imagej.init(fiji_dir, mode=mode)`` builds the gateway.
+    Needs ``pip install pyimagej`` and a real Fiji.app (untested here: no Fiji on CI).
+    """
+    install = fiji if isinstance(fiji, ImageJInstall) else find_imagej(fiji)
+    if install.root is None:
+        raise ImageJError(
+            f"pyimagej needs a Fiji.app folder, not a bare ij.jar ({install.ij_jar}); "
+            "set PYQUINT_FIJI=/path/to/Fiji.app"
+        )
+    start_jvm(install)
+    try:
+        import imagej  # noqa: PLC0415 - lazy: importing it registers Maven endpoints
+    except ImportError as exc:
+        raise ImageJError("pyimagej is not installed: `pip install pyimagej`") from exc
+    try:
+        return imagej.init(str(install.root), mode=mode)
+    except Exception as exc:
+        raise ImageJError(f"pyimagej could not start Fiji at {install.root}: {exc}") from exc

@@ -1,0 +1,333 @@
+"""Tile-by-tile prediction of images larger than memory.
+
+Each tile is read with a halo of real pixels (``feature_halo`` of the feature selection,
+clipped at the image border, where the filters' own mirror border applies), so its features
+equal the whole-image features; the forest then runs on the tile's core pixels only. Results
+go to streaming writers tile by tile. Memory is bounded by the tile size and the number of
+tiles in flight, not by the image size.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..batch import guard_outputs, progress
+from ..errors import InputError
+from ..io import split_h5_path
+from ._readers import LazyImage, open_lazy
+from ._writers import TileWriter, open_writer
+
+__all__ = ["Tile", "TilePredictor", "tile_grid", "predict_tiled", "TILE_SOURCES"]
+
+#: Export sources a tiled run can produce (ilastik's names; "Labels" needs a project).
+TILE_SOURCES = ("Probabilities", "Simple Segmentation", "Uncertainty", "Features")
+_DRANGE = {"Probabilities": (0.0, 1.0), "Uncertainty": (0.0, 1.0)}
+# numba's workqueue layer cannot be entered from two threads at once, and the forest uses
+# every core anyway: forest calls are serialised, feature computation overlaps with them.
+_FOREST_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A tile's core ``[y0:y1, x0:x1]`` and the window ``[wy0:wy1, wx0:wx1]`` read for it."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    wy0: int
+    wy1: int
+    wx0: int
+    wx1: int
+
+    @property
+    def core_in_window(self) -> tuple[slice, slice]:
+        """Slices that cut the core out of the window."""
+        return (slice(self.y0 - self.wy0, self.y1 - self.wy0),
+                slice(self.x0 - self.wx0, self.x1 - self.wx0))
+
+
+def _sizes(tile: int | Sequence[int]) -> tuple[int, int]:
+    th, tw = (tile, tile) if np.isscalar(tile) else tuple(tile)  # type: ignore[misc]
+    if int(th) < 1 or int(tw) < 1:
+        raise InputError(f"tile size must be positive, not {tile!r}")
+    return int(th), int(tw)
+
+
+def tile_grid(shape: Sequence[int], tile: int | Sequence[int], halo: int) -> list[list[Tile]]:
+    """Split an image of ``shape = (height, width, ...)`` into bands of tiles.
+
+    Tiles start every ``tile`` pixels (the last ones in a row or column are smaller when the
+    size does not divide); each window adds ``halo`` pixels on every side, clipped at the image
+    border.
+
+    Returns
+    -------
+    list of bands, each a list of :class:`Tile` from left to right.
+    """
+    h, w = int(shape[0]), int(shape[1])
+    th, tw = _sizes(tile)
+    if halo < 0:
+        raise InputError(f"halo must be ≥ 0, not {halo}")
+    bands = []
+    for y0 in range(0, h, th):
+        y1 = min(h, y0 + th)
+        bands.append([
+            Tile(y0, y1, x0, min(w, x0 + tw), max(0, y0 - halo), min(h, y1 + halo),
+                 max(0, x0 - halo), min(w, min(w, x0 + tw) + halo))
+            for x0 in range(0, w, tw)
+        ])
+    return bands
+
+
+class TilePredictor:
+    """Features → probabilities → export sources for one tile (picklable, no file handles).
+
+    Parameters
+    ----------
+    classifier : PixelClassifier
+        A trained classifier (its feature selection, rounding, forest and class count are used).
+    sources : sequence of str
+        Export sources to return (see :data:`TILE_SOURCES`).
+    feature_threads, forest_threads : int, optional
+        Threads inside one tile's feature computation and forest call.
+    """
+
+    def __init__(self, classifier: Any, sources: Sequence[str], *,
+                 feature_threads: int | None = None, forest_threads: int | None = None) -> None:
+        from ..features import FeatureSelection
+
+        if not hasattr(classifier, "forest_"):
+            raise InputError("the classifier is not trained yet; call fit() or load() first")
+        selection = classifier._selection() if hasattr(classifier, "_selection") else classifier.features
+        if not isinstance(selection, FeatureSelection):
+            raise InputError("the classifier has no FeatureSelection (features)")
+        if getattr(classifier, "ndim_", 2) != 2:
+            raise InputError("tile-by-tile prediction needs a classifier trained on 2-D images")
+        for s in sources:
+            if s not in TILE_SOURCES:
+                raise InputError(f"export source {s!r} is not available tile by tile; use one of "
+                                 f"{', '.join(TILE_SOURCES)}")
+        self.selection = selection
+        self.rounding = getattr(classifier, "rounding", "exact")
+        self.forest = classifier.forest_
+        self.n_classes = int(getattr(classifier, "n_classes_", len(self.forest.classes)))
+        self.n_input_channels = int(getattr(classifier, "n_input_channels_", 1))
+        self.sources = tuple(sources)
+        self.feature_threads = feature_threads
+        self.forest_threads = forest_threads if forest_threads is not None else getattr(classifier, "n_jobs", None)
+
+    def channels(self, source: str) -> int:
+        """Number of channels of ``source`` in the output."""
+        if source == "Probabilities":
+            return self.n_classes
+        if source == "Features":
+            return int(self.forest.n_features)
+        return 1
+
+    @staticmethod
+    def dtype(source: str) -> np.dtype:
+        return np.dtype(np.uint8 if source == "Simple Segmentation" else np.float32)
+
+    def features(self, window: np.ndarray) -> np.ndarray:
+        from ..features import compute_features
+
+        return compute_features(window, self.selection, axes="yxc", rounding=self.rounding,
+                                n_threads=self.feature_threads)
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        flat = np.ascontiguousarray(features).reshape(-1, features.shape[-1])
+        with _FOREST_LOCK:
+            proba = self.forest.predict_proba(flat, n_classes=self.n_classes, n_jobs=self.forest_threads)
+        return proba.reshape(features.shape[:-1] + (self.n_classes,))
+
+    def __call__(self, reader: LazyImage, tile: Tile) -> dict[str, np.ndarray]:
+        """Read ``tile``'s window from ``reader`` and return each source on the tile's core."""
+        from ..pixel import simple_segmentation, uncertainty_from_proba
+
+        window = reader.read(tile.wy0, tile.wy1, tile.wx0, tile.wx1)
+        if window.shape[-1] != self.n_input_channels:
+            raise InputError(f"{reader.path or 'image'} has {window.shape[-1]} channel(s) but the "
+                             f"model was trained on {self.n_input_channels}-channel images")
+        feats = self.features(window)[tile.core_in_window]
+        del window
+        out: dict[str, np.ndarray] = {}
+        if "Features" in self.sources:
+            out["Features"] = np.ascontiguousarray(feats)
+        if set(self.sources) - {"Features"}:
+            proba = self.probabilities(feats)
+            del feats
+            if "Probabilities" in self.sources:
+                out["Probabilities"] = proba
+            if "Simple Segmentation" in self.sources:
+                out["Simple Segmentation"] = simple_segmentation(proba)[..., np.newaxis]
+            if "Uncertainty" in self.sources:
+                out["Uncertainty"] = uncertainty_from_proba(proba)[..., np.newaxis]
+        return out
+
+
+def _to_output(source: str, data: np.ndarray, suffix: str) -> np.ndarray:
+    """Convert a tile of ``source`` to what a ``suffix`` file stores.
+
+    PNG holds 8-bit values: probabilities/uncertainty in 0..1 map linearly onto 0..255 with
+    round-half-even (ilastik's ``--export_drange (0,255)``); ilastik's own PNG export instead
+    stretches each image's min..max, which a stream cannot know in advance.
+    """
+    if suffix != ".png" or data.dtype == np.uint8:
+        return data
+    return np.rint(np.clip(data, 0.0, 1.0) * np.float32(255)).astype(np.uint8)
+
+
+def _format_suffix(path: str | os.PathLike) -> str:
+    return split_h5_path(path)[0].suffix.lower()
+
+
+def _run_ordered(fn: Callable[[Tile], Any], tiles: Sequence[Tile], executor: Executor,
+                 max_in_flight: int) -> Iterable[tuple[Tile, Any]]:
+    """Yield ``(tile, fn(tile))`` in tile order with at most ``max_in_flight`` tiles pending."""
+    pending: dict[int, Future] = {}
+    nxt = 0
+    for i in range(len(tiles)):
+        while nxt < len(tiles) and len(pending) < max_in_flight:
+            pending[nxt] = executor.submit(fn, tiles[nxt])
+            nxt += 1
+        try:
+            result = pending.pop(i).result()
+        except BaseException:
+            for f in pending.values():
+                f.cancel()
+            raise
+        yield tiles[i], result
+
+
+def predict_tiled(
+    classifier: Any,
+    source: str | os.PathLike | np.ndarray | LazyImage,
+    outputs: Mapping[str, str | os.PathLike],
+    *,
+    tile: int | Sequence[int] = 2048,
+    halo: int | None = None,
+    n_workers: int | None = None,
+    executor: Executor | None = None,
+    palette: np.ndarray | None = None,
+    compression: str | None = None,
+    axes: str | None = None,
+    show_progress: bool = True,
+) -> dict[str, Path]:
+    """Predict a large 2-D image tile by tile and stream the results to disk.
+
+    Parameters
+    ----------
+    classifier : PixelClassifier
+        A trained 2-D classifier.
+    source : path, ndarray or LazyImage
+        The image: HDF5 (``file.h5/dataset``), TIFF, ``.npy`` (all read window by window,
+        see :func:`open_lazy`), another image file (loaded whole) or an array.
+    outputs : mapping of export source to path
+        E.g. ``{"Simple Segmentation": "seg.png", "Probabilities": "p.h5"}``; the format
+        follows the suffix: ``.png`` (streamed, 8-bit), ``.tif``/``.tiff`` (tiled, deflate),
+        ``.h5`` (ilastik's ``exported_data`` layout, or ``file.h5/dataset``).
+    tile : int or (int, int)
+        Core tile size in pixels (rows, columns). Memory grows with
+        ``(tile + 2·halo)² × n_features × 4`` bytes per tile in flight.
+    halo : int, optional
+        Context read around each tile; default ``feature_halo(selection)``, which makes the
+        result equal to whole-image prediction. A smaller halo changes results near tile edges.
+    n_workers : int, optional
+        Tiles processed at once by a thread pool (default 2). Ignored with ``executor``.
+    executor : concurrent.futures.Executor, optional
+        Run tiles elsewhere, e.g. ``distributed.Client(...).get_executor()`` (the classifier and
+        the reader are sent to the workers, which must see the same file).
+    palette : (n, 3) uint8 array, optional
+        Colour table for 1-channel uint8 outputs written as PNG or TIFF (e.g. a Glasbey LUT).
+    compression : str, optional
+        HDF5: ``"gzip"`` (level 1, ilastik's "compressed hdf5"); TIFF: ``"zlib"`` (default) or
+        ``"none"``.
+    axes : str, optional
+        Stored axes of ``source`` when the file does not say.
+    show_progress : bool
+        Show a progress bar over tiles (also disabled by ``PYQUINT_NO_PROGRESS``).
+
+    Returns
+    -------
+    dict mapping each export source to the path written.
+
+    Raises
+    ------
+    InputError
+        Unknown export source, unsupported output format, a source a format cannot hold
+        (Features as PNG), an image the classifier cannot take, or unreadable input.
+    """
+    from ..features import feature_halo
+
+    if not outputs:
+        raise InputError("no outputs given: map at least one export source to a file")
+    predictor = TilePredictor(classifier, list(outputs))
+    halo = feature_halo(predictor.selection) if halo is None else int(halo)
+    if not isinstance(source, (np.ndarray, LazyImage)):
+        guard_outputs([source], list(outputs.values()))
+    reader = open_lazy(source, axes)
+    bands = tile_grid(reader.shape, tile, halo)
+    band_rows = [(band[0].y0, band[0].y1) for band in bands]
+    h, w, _ = reader.shape
+    specs = []
+    for name, path in outputs.items():
+        suffix = _format_suffix(path)
+        channels = predictor.channels(name)
+        if suffix == ".png" and name == "Features":
+            raise InputError(f"{path}: Features are float32 channels; write them as .tif or .h5")
+        if suffix == ".png" and channels > 4:
+            raise InputError(f"{path}: a PNG holds at most 4 channels; {name} has {channels} "
+                             f"(use .tif or .h5)")
+        dtype = np.uint8 if suffix == ".png" else predictor.dtype(name)
+        use_palette = palette if (np.dtype(dtype) == np.uint8 and channels == 1) else None
+        attrs = ({"drange": np.asarray(_DRANGE[name], np.float32)}
+                 if name in _DRANGE and suffix != ".png" else None)
+        specs.append((name, path, (h, w, channels), dtype, use_palette, attrs))
+    tiles = [t for band in bands for t in band]
+
+    writers: list[tuple[str, str, TileWriter]] = []
+    own_pool = None
+    try:
+        for name, path, shape, dtype, use_palette, attrs in specs:
+            writers.append((name, _format_suffix(path),
+                            open_writer(path, shape, dtype, band_rows, palette=use_palette,
+                                        attrs=attrs, compression=compression)))
+        if executor is None:
+            n_workers = 2 if n_workers is None else int(n_workers)
+            if n_workers < 1:
+                raise InputError(f"n_workers must be ≥ 1, not {n_workers}")
+            # several tiles at once: let each tile's feature pass use fewer threads
+            predictor.feature_threads = max(1, (os.cpu_count() or 1) // n_workers)
+            own_pool = executor = ThreadPoolExecutor(n_workers, thread_name_prefix="pyquint-tile")
+            in_flight = n_workers + 1
+        else:
+            in_flight = max(2, int(n_workers or 4))
+
+        def work(t: Tile) -> dict[str, np.ndarray]:
+            return predictor(reader, t)
+
+        results = _run_ordered(work, tiles, executor, in_flight)
+        it = progress(results, desc="tiles", total=len(tiles), unit="tile") if show_progress else results
+        for t, result in it:
+            for name, suffix, writer in writers:
+                writer.write(t.y0, t.x0, _to_output(name, result[name], suffix))
+        written = {name: writer.close() for name, _, writer in writers}
+    except BaseException:
+        for _, _, writer in writers:
+            writer.abort()
+        raise
+    finally:
+        if own_pool is not None:
+            own_pool.shutdown(wait=True, cancel_futures=True)
+        if not isinstance(source, LazyImage):
+            reader.close()
+    return written

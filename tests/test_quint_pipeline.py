@@ -1,0 +1,178 @@
+"""QUINT end to end on synthetic sections: outputs, F1, Nutil counts, resume, engines, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from pyquint.cli import main
+from pyquint.data import write_sample_dataset
+from pyquint.errors import InputError
+from pyquint.workflows.config import QuintConfig
+from pyquint.workflows.quint import run_quint
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    return write_sample_dataset(tmp_path_factory.mktemp("sample"), n_sections=3, seed=0)
+
+
+def _config(sample, out, **over) -> QuintConfig:
+    cfg = QuintConfig(base_dir=out.parent)
+    cfg.input.sections = str(sample / "sections")
+    cfg.pixel.labels = str(sample / "labels")
+    cfg.pixel.class_names = ["Background", "Stain"]
+    cfg.pixel.trees = 30
+    cfg.objects.enabled = True
+    cfg.objects.labels = str(sample / "object_labels")
+    cfg.objects.trees = 30
+    cfg.lut.classes = [2]
+    cfg.output.folder = str(out)
+    for key, value in over.items():
+        section, attr = key.split("__")
+        setattr(getattr(cfg, section), attr, value)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def python_run(sample, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    return run_quint(_config(sample, out), truth=sample / "truth", truth_value=1, evaluate_class=2)
+
+
+def test_outputs_exist_and_are_nutil_ready(python_run, sample):
+    out = python_run.output_folder
+    for name in ("legend.png", "nutil_colours.csv", "qc_montage.png", "report.html", "summary.csv",
+                 "provenance.json"):
+        assert (out / name).is_file(), name
+    pngs = sorted(p.name for p in (out / "segmentations").iterdir())
+    assert pngs == ["brain_s001.png", "brain_s002.png", "brain_s003.png"]
+    with Image.open(out / "segmentations" / "brain_s001.png") as im:
+        assert im.mode == "P"                       # palette PNG, as ImageJ writes
+        idx = np.asarray(im)
+        assert set(np.unique(idx)) <= {0, 2}        # only the coloured class keeps its index
+        assert tuple(im.getpalette()[6:9]) == (255, 0, 0)   # glasbey label 2 = red
+    csv_text = (out / "nutil_colours.csv").read_text()
+    assert "255" in csv_text and "Stain" in csv_text
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["parameters"]["pixel"]["seed"] == 0 and len(prov["inputs"]) == 3
+    assert prov["model"]["sha256"] and "numpy" in prov["software"]
+
+
+def test_f1_against_ground_truth(python_run):
+    f1s = [s.f1 for s in python_run.sections]
+    assert all(f >= 0.85 for f in f1s), f1s
+    assert python_run.mean_f1 >= 0.9
+
+
+def test_nutil_counts_equal_pyquint_object_counts(python_run):
+    for s in python_run.sections:
+        assert s.objects[2] > 10
+        assert s.pynutil_objects[2] == s.objects[2], s
+        assert s.nutil_objects[2] == s.objects[2], s
+        assert s.pynutil_pixels[2] == s.class_pixels[2]
+
+
+def test_resume_skips_existing_and_is_identical(sample, python_run, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(python_run.output_folder / "segmentations", out / "segmentations")
+    before = {p.name: p.read_bytes() for p in (out / "segmentations").iterdir()}
+    result = run_quint(_config(sample, out))
+    assert all(s.resumed for s in result.sections)
+    assert {p.name: p.read_bytes() for p in (out / "segmentations").iterdir()} == before
+    assert [s.objects for s in result.sections] == [s.objects for s in python_run.sections]
+
+
+def test_same_seed_same_pngs(sample, python_run, tmp_path):
+    result = run_quint(_config(sample, tmp_path / "again"))
+    for a, b in zip(result.sections, python_run.sections):
+        np.testing.assert_array_equal(np.asarray(Image.open(a.output)), np.asarray(Image.open(b.output)))
+
+
+def test_imagej_engine_gives_identical_pngs(sample, python_run, tmp_path, require_imagej):
+    result = run_quint(_config(sample, tmp_path / "ij", run__engine="imagej"))
+    for a, b in zip(result.sections, python_run.sections):
+        with Image.open(a.output) as ia, Image.open(b.output) as ib:
+            assert ia.mode == ib.mode == "P"
+            np.testing.assert_array_equal(np.asarray(ia), np.asarray(ib))
+            assert ia.getpalette() == ib.getpalette()
+
+
+def test_rgb_output_and_custom_colour(sample, tmp_path):
+    cfg = _config(sample, tmp_path / "rgb", lut__rgb=True, lut__set={2: (10, 200, 30)}, objects__enabled=False)
+    result = run_quint(cfg)
+    with Image.open(result.sections[0].output) as im:
+        assert im.mode == "RGB"
+        rgb = np.asarray(im)
+    assert (rgb == (10, 200, 30)).all(-1).sum() == result.sections[0].class_pixels[2]
+
+
+def test_resize(sample, tmp_path):
+    result = run_quint(_config(sample, tmp_path / "small", input__resize=0.5, objects__enabled=False))
+    with Image.open(result.sections[0].output) as im:
+        assert im.size == (160, 128)
+
+
+def test_bad_inputs(sample, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="no section images"):
+        run_quint(_config(sample, tmp_path / "o1", input__sections=str(empty)))
+    # names without _sXXX are reported before any work
+    bad = tmp_path / "bad"
+    shutil.copytree(sample / "sections", bad)
+    (bad / "brain_s002.png").rename(bad / "brain-002.png")
+    with pytest.raises(InputError, match="brain-002.png"):
+        run_quint(_config(sample, tmp_path / "o2", input__sections=str(bad)))
+    assert not (tmp_path / "o2").exists()
+    # a label image that matches no section
+    labels = tmp_path / "labels"
+    shutil.copytree(sample / "labels", labels)
+    shutil.copy(labels / "brain_s001.png", labels / "other_s099.png")
+    with pytest.raises(InputError, match="other_s099.png"):
+        run_quint(_config(sample, tmp_path / "o3", pixel__labels=str(labels)))
+    # mixed channel counts
+    mixed = tmp_path / "mixed"
+    shutil.copytree(sample / "sections", mixed)
+    grey = np.asarray(Image.open(mixed / "brain_s003.png"))
+    Image.fromarray(np.stack([grey] * 3, -1)).save(mixed / "brain_s003.png")
+    with pytest.raises(InputError, match="channel counts"):
+        run_quint(_config(sample, tmp_path / "o4", input__sections=str(mixed)))
+    # output folder = input folder
+    with pytest.raises(InputError, match="among the input sections"):
+        run_quint(_config(sample, sample / "sections" / "segmentations" / "..",
+                          output__folder=str(sample / "sections")))
+
+
+def test_cli_dry_run_and_toml(sample, tmp_path):
+    cfg = tmp_path / "quint.toml"
+    cfg.write_text(f'''[input]
+sections = "{sample / 'sections'}"
+[pixel]
+labels = "{sample / 'labels'}"
+trees = 10
+[output]
+folder = "out"
+''')
+    runner = CliRunner()
+    res = runner.invoke(main, ["quint", "run", str(cfg), "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("compute") == 3 and "brain_s002.png" in res.output
+    assert not (tmp_path / "out").exists()
+    cfg.write_text(cfg.read_text() + "[lut]\nnmae = 'x'\n")
+    res = runner.invoke(main, ["quint", "run", str(cfg)])
+    assert res.exit_code != 0 and "nmae" in res.output
+
+
+def test_cli_run_with_flags(sample, tmp_path):
+    res = CliRunner().invoke(main, [
+        "quint", "run", "--sections", str(sample / "sections"), "--labels", str(sample / "labels"),
+        "--trees", "10", "--classes", "2", "--set", "2=0,255,0", "-o", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    with Image.open(tmp_path / "o" / "segmentations" / "brain_s001.png") as im:
+        assert tuple(im.getpalette()[6:9]) == (0, 255, 0)
