@@ -145,7 +145,8 @@ def _read_h5(file: Path, inner: str | None) -> tuple[np.ndarray, str | None]:
     import h5py
 
     try:
-        with h5py.File(file, "r") as f:
+        # locking=False: read files that ilastik (or another writer) holds open.
+        with h5py.File(file, "r", locking=False) as f:
             if inner is None:
                 names: list[str] = []
                 f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)

@@ -109,6 +109,21 @@ def test_vectorised_pass_equals_scalar_recipe(rounding, sigma, order, window):
         np.testing.assert_array_equal(got[row], want)
 
 
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_compiled_pass_equals_numpy_pass(monkeypatch, axis):
+    import pyquint.features._kernels as K
+
+    vol = _rng_image((9, 11, 13), seed=6, scale=255.0)
+    for sigma, order, window in [(2.5, 0, 3.5), (1.0, 1, 2.0), (1.0, 2, 2.0)]:
+        c = half_kernel(sigma, order, window)
+        for rounding in ("exact", "muladd"):
+            monkeypatch.setattr(K, "USE_NUMBA", True)
+            a = correlate_axis(vol, c, order == 1, axis, rounding)
+            monkeypatch.setattr(K, "USE_NUMBA", False)
+            b = correlate_axis(vol, c, order == 1, axis, rounding)
+            np.testing.assert_array_equal(a, b)
+
+
 def test_mirror_border_does_not_repeat_edge():
     x = np.float32([[5, 1, 0, 0, 7]])
     c = np.float32([1, 2])  # k = [2, 1, 2] as a correlation

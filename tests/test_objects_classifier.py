@@ -90,6 +90,7 @@ def test_fit_predict_save_load_is_deterministic(tmp_path):
     np.testing.assert_allclose(proba * 100, np.round(proba * 100), atol=1e-4)  # 100 pure trees
     pred = clf.predict(raw, objects)
     np.testing.assert_array_equal(pred, np.argmax(proba, axis=1) + 1)
+    np.testing.assert_allclose(clf.uncertainty(raw, objects), 1 - np.abs(proba[:, 0] - proba[:, 1]), atol=1e-6)
     again = ObjectClassifier(seed=42).fit(raw, objects, labels).predict_proba(raw, objects)
     np.testing.assert_array_equal(proba, again)
     clf.save(tmp_path / "m.h5")

@@ -275,7 +275,14 @@ def predict(model: Path, inputs: tuple[Path, ...], sources: tuple[str, ...], fmt
           --output-format png -o segmentations/
       pyquint pixel predict model.h5 img.h5/raw --export-source probabilities
     """
-    from ..export import normalize_format, normalize_source, write_export
+    from ..export import (
+        EXPORT_FORMATS,
+        EXPORT_SOURCES,
+        export_filename,
+        normalize_format,
+        normalize_source,
+        write_export,
+    )
     from ..pixel import PixelClassifier, simple_segmentation, uncertainty_from_proba
 
     try:
@@ -289,6 +296,14 @@ def predict(model: Path, inputs: tuple[Path, ...], sources: tuple[str, ...], fmt
                 for p in paths}
         # Outputs of an earlier run found in an input folder are not inputs of this one.
         made_by = {o.resolve(): Path(p).resolve() for p, outs in plan.items() for o in outs.values()}
+        if not filename_format or not _ROI_FIELDS.search(filename_format):
+            # earlier runs may have exported other sources or formats into an input folder
+            for p in plan:
+                for other_source in EXPORT_SOURCES:
+                    for other_fmt in EXPORT_FORMATS:
+                        o = export_filename(p, other_source, other_fmt, filename_format,
+                                            dataset_dir=output_dir)
+                        made_by.setdefault(o.resolve(), Path(p).resolve())
         plan = {p: outs for p, outs in plan.items()
                 if made_by.get(Path(p).resolve(), Path(p).resolve()) == Path(p).resolve()
                 or Path(p) in inputs}

@@ -50,7 +50,7 @@ def cli() -> None:
     """
 
 
-@cli.command("prepare")
+@cli.command("prepare", short_help="Ilastik images, crops and project from img/ (steinbock prepare).")
 @click.option("-o", "project_file", type=click.Path(dir_okay=False), default="pixel_classifier.ilp",
               show_default=True, help="Ilastik project file to write.")
 @click.option("--img", "img_dir", type=click.Path(exists=True, file_okay=False), default="img",
@@ -110,7 +110,7 @@ def prepare_cmd(project_file, img_dir, panel_file, aggr, mean, mean_factor, scal
                    f"{crop_size} got no crop", err=True)
 
 
-@cli.command("fix")
+@cli.command("fix", short_help="Fix legacy crops and project; safe on steinbock's own.")
 @click.option("--ilp", "project_file", type=click.Path(exists=True, dir_okay=False),
               default="pixel_classifier.ilp", show_default=True, help="Ilastik project to fix.")
 @click.option("--crop", "crop_dir", type=click.Path(exists=True, file_okay=False), default="ilastik_crops",
@@ -149,7 +149,7 @@ def fix_cmd(project_file, crop_dir, probab_dir, backup, axis_order, verbose) -> 
     click.echo("note: when exporting from ilastik's GUI, renormalize [0.0, 1.0] to [0, 65535]", err=True)
 
 
-@cli.command("run")
+@cli.command("run", short_help="Probability TIFFs from the project's labels, no ilastik needed.")
 @click.option("--ilp", "project_file", type=click.Path(exists=True, dir_okay=False),
               default="pixel_classifier.ilp", show_default=True,
               help="Pixel Classification project with labels on its crops (or a trained forest).")
@@ -157,8 +157,8 @@ def fix_cmd(project_file, crop_dir, probab_dir, backup, axis_order, verbose) -> 
               show_default=True, help="Folder of Ilastik images (*.h5 with /img).")
 @click.option("-o", "out_dir", type=click.Path(file_okay=False), default="ilastik_probabilities",
               show_default=True, help="Output folder: one <image stem>.tiff per image.")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="Threads for features, training and prediction (default: all cores).")
+@click.option("--threads", type=click.IntRange(min=0), default=None,
+              help="Threads for features, training and prediction (default or 0: all cores).")
 @click.option("--mem", type=click.IntRange(min=0), default=None,
               help="Accepted for steinbock compatibility and ignored: pyquint works in tiles.")
 @click.option("--retrain", is_flag=True,
@@ -183,7 +183,7 @@ def run_cmd(project_file, img_dir, out_dir, threads, mem, retrain, seed, roundin
     from ..steinbock import run
 
     with _reporting(verbose):
-        result = run(project_file, img_dir, out_dir, threads=threads, overwrite=overwrite,
+        result = run(project_file, img_dir, out_dir, threads=threads or None, overwrite=overwrite,
                      retrain=retrain, seed=seed, rounding=rounding)
     skipped = f", {len(result.skipped)} existing skipped" if result.skipped else ""
     source = f" ({result.classifier_source})" if result.classifier_source else ""

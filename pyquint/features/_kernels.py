@@ -136,44 +136,7 @@ def _make_numba_pass():  # pragma: no cover - exercised when numba is installed
                             out[o, i, j] = out[o, i, j] + prod
         return out
 
-    @numba.njit(cache=True, nogil=True)
-    def run_last(x, c, antisym, fma, out):  # x, out: (rows, n) float32, filtered along rows
-        n_rows, n = x.shape
-        r = c.shape[0] - 1
-        c0 = c[0]
-        sign = np.float32(-1.0) if antisym else np.float32(1.0)
-        for o in range(n_rows):
-            row = x[o]
-            acc = out[o]
-            for i in range(n):
-                acc[i] = c0 * row[i]
-            # taps in the order k = 1..r for every output; the interior loop vectorises
-            for k in range(1, r + 1):
-                ck = c[k]
-                ck64 = np.float64(ck)
-                if fma:
-                    for i in range(k, n - k):
-                        pair = row[i + k] + sign * row[i - k]
-                        acc[i] = np.float32(np.float64(pair) * ck64 + np.float64(acc[i]))
-                else:
-                    for i in range(k, n - k):
-                        pair = row[i + k] + sign * row[i - k]
-                        acc[i] = acc[i] + pair * ck
-                for i in list(range(0, min(k, n))) + list(range(max(k, n - k), n)):
-                    lo = i - k
-                    if lo < 0:
-                        lo = -lo
-                    hi = i + k
-                    if hi >= n:
-                        hi = 2 * (n - 1) - hi
-                    pair = row[hi] + sign * row[lo]
-                    if fma:
-                        acc[i] = np.float32(np.float64(pair) * ck64 + np.float64(acc[i]))
-                    else:
-                        acc[i] = acc[i] + pair * ck
-        return out
-
-    return run, run_last
+    return run
 
 
 _NUMBA_PASS = None
@@ -185,23 +148,28 @@ def _numba_pass():
         try:
             _NUMBA_PASS = _make_numba_pass()
         except ImportError:  # pragma: no cover - numba is a dependency, numpy is the fallback
-            _NUMBA_PASS = (False, False)
+            _NUMBA_PASS = False
     return _NUMBA_PASS
 
 
 def _correlate_rounded(x: np.ndarray, c: np.ndarray, antisym: bool, axis: int, fma: bool) -> np.ndarray:
     """One 1-D pass along ``axis`` with fastfilters' per-tap float32 rounding."""
     r = len(c) - 1
-    run, run_last = _numba_pass() if USE_NUMBA else (False, False)
+    run = _numba_pass() if USE_NUMBA else False
     if run and r <= x.shape[axis] - 1:  # one reflection suffices
         shape = x.shape
         x3 = np.ascontiguousarray(x).reshape(
             (math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:]))
         )
         c = np.ascontiguousarray(c, dtype=np.float32)
-        if x3.shape[2] == 1:
-            x2 = x3[:, :, 0]
-            return run_last(x2, c, antisym, fma, np.empty_like(x2)).reshape(shape)
+        if x3.shape[2] == 1 and x3.shape[0] > 1:
+            # Along rows the compiled loop cannot vectorise (each output chains its taps): filter
+            # the transposed image down its columns instead (same taps, same order, same bits).
+            import cv2
+
+            xt = cv2.transpose(x3[:, :, 0])[np.newaxis]
+            out = run(xt, c, antisym, fma, np.empty_like(xt))
+            return cv2.transpose(out[0]).reshape(shape)
         return run(x3, c, antisym, fma, np.empty_like(x3)).reshape(shape)
     return _correlate_rounded_numpy(x, c, antisym, axis, fma)
 

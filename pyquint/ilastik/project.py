@@ -310,10 +310,8 @@ class IlastikProject:
                 raise InputError(f"{self.path}: labels for lane {lane}, but the project has no such lane")
             data, axes = self.read_lane(lane, search_dirs)
             image, canon = to_canonical(data, axes)
-            labels = self.label_image(lane, image.shape)
-            if canon != self.label_blocks[0].axes and labels.ndim != image.ndim:
-                raise InputError(f"{self.path}: labels of lane {lane} do not match its image axes {canon}")
-            out.append((image, canon, labels))
+            # blocks outside the image actually read (moved/replaced data) are an error here
+            out.append((image, canon, self.label_image(lane, image.shape)))
         return out
 
 
@@ -376,6 +374,7 @@ def _read(f: Any, path: Path) -> IlastikProject:
         _read_pixel_classification(pc, project)
     if "Prediction Export" in f:
         project.export_settings = _read_group(f["Prediction Export"])
+        project.export_settings.pop("StorageVersion", None)
     if "ThresholdTwoLevels" in f:
         settings = _read_group(f["ThresholdTwoLevels"])
         if "SmootherSigma" in f["ThresholdTwoLevels"]:

@@ -287,7 +287,7 @@ def copy_labels(
     """
     import h5py
 
-    from .project import read_project
+    from .project import open_readonly, read_project
 
     src_path = Path(getattr(source, "path", source))
     src = read_project(src_path)
@@ -300,7 +300,7 @@ def copy_labels(
     read_project(target)  # validates the target before copying anything
     with atomic_output(out) as tmp:
         shutil.copyfile(target, tmp)
-        with h5py.File(src_path, "r") as fsrc, h5py.File(tmp, "a") as fdst:
+        with open_readonly(src_path) as fsrc, h5py.File(tmp, "a") as fdst:
             pc_dst = fdst.require_group("PixelClassification")
             pc_src = fsrc["PixelClassification"]
             for key in ("LabelSets", "LabelNames", "LabelColors", "PmapColors"):

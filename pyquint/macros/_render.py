@@ -201,7 +201,10 @@ function pyquintArg(args, names, key, position, fallback) {
 			if (startsWith(parts[i], key + "=")) return substring(parts[i], lengthOf(key) + 1);
 		return fallback;
 	}
-	if (position < parts.length && parts[position] != "") return parts[position];
+	// (no short-circuit && in the macro language: test the index first)
+	if (position < parts.length) {
+		if (parts[position] != "") return parts[position];
+	}
 	return fallback;
 }
 function pyquintBool(value) {

@@ -258,7 +258,7 @@ SPECS = (
     ),
     MacroSpec(
         "lut-batch",
-        "custom LUT file over a folder of label images",
+        "Custom LUT file over a folder of label images",
         "Like glasbey-batch, with a LUT file given by path (any format ImageJ reads:\n"
         "raw 768 bytes, NIH Image, text tables).",
         (IN_DIR, OUT_DIR,
@@ -280,7 +280,7 @@ SPECS = (
     ),
     MacroSpec(
         "downscale-batch",
-        "downscale a folder of images (QUINT: resize factor 0.1-0.2 before ilastik)",
+        "Downscale a folder of images (QUINT: resize factor 0.1-0.2 before ilastik)",
         "Resizes every image in inDir by factor (new size = round(size * factor), at least 1)\n"
         "with ImageJ's Image>Adjust>Size and saves it in outDir. Use interpolation None for\n"
         "label images.",
@@ -299,7 +299,7 @@ SPECS = (
     ),
     MacroSpec(
         "pyquint-classify",
-        "run pyquint's pixel/object classification from ImageJ (exec of the pyquint CLI)",
+        "Run pyquint's pixel/object classification from ImageJ (exec of the pyquint CLI)",
         "Calls `python -m pyquint.macros.run_cli` through exec(): pyquint COMMAND MODEL inDir\n"
         "--output-dir outDir OPTIONS. Needs a Python with pyquint installed (give its full path\n"
         "in 'python' when Fiji is not started from that environment).",

@@ -281,6 +281,12 @@ class ObjectClassifier:
         """Class (1..N, uint8) of objects 1..n; ties go to the lower class."""
         return proba_to_classes(self.predict_proba(raw, objects))
 
+    def uncertainty(self, raw: np.ndarray, objects: np.ndarray) -> np.ndarray:
+        """ilastik's object uncertainty ``1 - (p_max - p_second)`` per object (float32)."""
+        from ..pixel import uncertainty_from_proba
+
+        return uncertainty_from_proba(self.predict_proba(raw, objects))
+
     # ------------------------------------------------------------------ files
     def metadata(self) -> dict[str, Any]:
         self._check_fitted()

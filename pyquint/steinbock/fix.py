@@ -31,7 +31,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from ..errors import InputError
-from .images import AXISTAGS_CYX, DISPLAY_MODE, H5_LIBVER, list_ilastik_files, to_float32
+from .images import DISPLAY_MODE, H5_LIBVER, list_ilastik_files, to_float32
 from .project import relative_path, write_prediction_export, write_raw_data
 
 __all__ = ["FixResult", "fix", "fix_crop_array"]
@@ -416,7 +416,3 @@ def _apply(project_file: Path, plans, plans_by_stem, crop_rel, probab_rel, resul
         "When exporting from ilastik's graphical interface, enable renormalizing [min, max] "
         "from [0.0, 1.0] to [0, 65535] in the export settings"
     )
-
-
-# Keep the constant importable here for callers that patch lanes themselves.
-STEINBOCK_AXISTAGS = AXISTAGS_CYX

@@ -200,9 +200,11 @@ def _pixel_model(config: QuintConfig, sections: list[Path], out_dir: Path):
         clf = PixelClassifier.load(config.resolve(p.model))
         return clf, list(clf.class_names_), config.resolve(p.model)
     if p.ilp:
-        from ..ilastik import load_project_classifier
+        from ..ilastik import ProjectPredictor, read_project
 
-        clf = load_project_classifier(config.resolve(p.ilp), retrain=p.retrain, seed=p.seed)
+        predictor = ProjectPredictor(read_project(config.resolve(p.ilp)), retrain=p.retrain,
+                                     n_trees=p.trees, seed=p.seed).fit()
+        clf = predictor.classifier_
         return clf, list(clf.class_names_), config.resolve(p.ilp)
     matched = _match_by_name(sections, config.resolve(p.labels), "pixel.labels")
     images, labels = [], []
