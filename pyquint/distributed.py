@@ -60,7 +60,8 @@ def chunk_spans(size: int, chunk: int, depth: int) -> tuple[int, ...]:
     if size % chunk:
         sizes.append(size % chunk)
     if len(sizes) > 1 and sizes[-1] < depth:
-        sizes[-2] += sizes.pop()
+        tail = sizes.pop()
+        sizes[-1] += tail
     return tuple(sizes) if sizes else (size,)
 
 

@@ -432,6 +432,10 @@ def test_3d_shapes_names_and_slicewise_2d():
     assert all(n.endswith("in 2D") or "in 2D [" in n for n in feature_names(sel2, 1, 3))
     for z in (0, 5):
         np.testing.assert_array_equal(f2[z], compute_features(vol[z], sel2, axes="yx"))
+    # the fast path in 3-D (OpenCV for y/x, scipy for z) stays within 1e-5 for unit-range data
+    fast = compute_features(vol / 255, sel3, axes="zyx", rounding="fast")
+    exact = compute_features(vol / 255, sel3, axes="zyx", rounding="exact")
+    assert (np.abs(fast - exact) <= 1e-5 * np.maximum(1, np.abs(exact))).all()
     # eigenvalues descending in every triple
     for fam in ("Structure Tensor", "Hessian"):
         idx = [i for i, n in enumerate(names3) if n.startswith(fam) and "σ=1.0" in n]

@@ -301,7 +301,7 @@ def test_plain_java_engine_output_and_hang(macro_home, seg_dir, tmp_path):
     macro = write_macro(tmp_path, "g", generate_macro("glasbey-batch", "ij1"))
     result = run_macro(macro, {"inDir": folder, "outDir": tmp_path / "out"}, home=macro_home,
                        timeout=120, engine="java")
-    assert result.command[-4:-2] == ["-batch", str(macro)] and "-Dplugins.dir=" + str(macro_home) in result.command
+    assert result.command[-3:-1] == ["-batch", str(macro.resolve())] and "-Dplugins.dir=" + str(macro_home) in result.command
     assert "4 written" in result.output
     # With plain `java -jar ij.jar -batch`, a macro error is a modal dialog: only the timeout ends it.
     start = time.monotonic()

@@ -356,8 +356,8 @@ def test_palette_tiff_and_h5_layout(tmp_path):
                                           "compression": "gzip"})):
         with open_writer(path, (90, 130, 1), np.uint8, bands, **kw) as w:
             for y0, y1 in bands:
-                for x0 in (0, 64):
-                    w.write(y0, x0, seg[y0:y1, x0:x0 + 64])
+                for x0, x1 in ((0, 64), (64, 130)):
+                    w.write(y0, x0, seg[y0:y1, x0:x1])
     with tifffile.TiffFile(tmp_path / "s.tif") as tif:
         page = tif.pages[0]
         assert page.photometric == tifffile.PHOTOMETRIC.PALETTE

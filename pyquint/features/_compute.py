@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io import to_canonical
-from ._kernels import correlate_axis, half_kernel, sep_filter_2d_fast
+from ._kernels import correlate_axis, half_kernel, sep_filter_2d_fast, transpose_rows
 from ._selection import (
     FILTER_WINDOW,
     PRESMOOTH_WINDOW,
@@ -40,6 +40,7 @@ class _Separable:
         self.image = image  # float32 spatial array, (y, x) or (z, y, x)
         self.rounding = rounding
         self.cache: dict[tuple[_Kernel, ...], np.ndarray] = {}
+        self._xt: np.ndarray | None = None
 
     def __call__(self, *kernels: _Kernel) -> np.ndarray:
         """Filter with ``kernels`` in pass order (x, y[, z]); fewer kernels than dimensions
@@ -53,7 +54,14 @@ class _Separable:
             prev = self(*kernels[:-1]) if len(kernels) > 1 else self.image
             sigma, order, window = kernels[-1]
             axis = self.image.ndim - len(kernels)
-            out = correlate_axis(prev, half_kernel(sigma, order, window), order == 1, axis, self.rounding)
+            xt = None
+            if len(kernels) == 1 and min(self.image.shape[:-1], default=1) > 1:
+                # the x passes (k0, k1, k2, ...) of one image share its transposed copy
+                if self._xt is None:
+                    self._xt = transpose_rows(self.image)
+                xt = self._xt
+            out = correlate_axis(prev, half_kernel(sigma, order, window), order == 1, axis,
+                                 self.rounding, xt=xt)
         self.cache[key] = out
         return out
 

@@ -152,7 +152,16 @@ def _numba_pass():
     return _NUMBA_PASS
 
 
-def _correlate_rounded(x: np.ndarray, c: np.ndarray, antisym: bool, axis: int, fma: bool) -> np.ndarray:
+def transpose_rows(x: np.ndarray) -> np.ndarray:
+    """``x`` as a 2-D (rows, n) array, transposed to (n, rows) (a fast OpenCV copy)."""
+    import cv2
+
+    return cv2.transpose(np.ascontiguousarray(x).reshape(-1, x.shape[-1]))
+
+
+def _correlate_rounded(
+    x: np.ndarray, c: np.ndarray, antisym: bool, axis: int, fma: bool, xt: np.ndarray | None = None
+) -> np.ndarray:
     """One 1-D pass along ``axis`` with fastfilters' per-tap float32 rounding."""
     r = len(c) - 1
     run = _numba_pass() if USE_NUMBA else False
@@ -167,7 +176,7 @@ def _correlate_rounded(x: np.ndarray, c: np.ndarray, antisym: bool, axis: int, f
             # the transposed image down its columns instead (same taps, same order, same bits).
             import cv2
 
-            xt = cv2.transpose(x3[:, :, 0])[np.newaxis]
+            xt = (transpose_rows(x) if xt is None else xt)[np.newaxis]
             out = run(xt, c, antisym, fma, np.empty_like(xt))
             return cv2.transpose(out[0]).reshape(shape)
         return run(x3, c, antisym, fma, np.empty_like(x3)).reshape(shape)
@@ -209,16 +218,21 @@ def _correlate_fast(x: np.ndarray, c: np.ndarray, antisym: bool, axis: int) -> n
 
 
 def correlate_axis(
-    x: np.ndarray, c: np.ndarray, antisym: bool, axis: int, rounding: str = "exact"
+    x: np.ndarray, c: np.ndarray, antisym: bool, axis: int, rounding: str = "exact",
+    xt: np.ndarray | None = None,
 ) -> np.ndarray:
     """Correlate float32 ``x`` along ``axis`` with the half-kernel ``c`` (mirror borders).
 
     ``antisym`` selects the order-1 form ``k(-x) = -c[x]``. ``rounding`` is ``"exact"``
     (fastfilters with FMA), ``"muladd"`` (no FMA) or ``"fast"`` (scipy, float64 inside).
+    ``xt`` may give :func:`transpose_rows` of ``x`` for a pass along the last axis, to share
+    that copy between several kernels.
     """
     if rounding == "fast":
         return _correlate_fast(x, c, antisym, axis)
-    return _correlate_rounded(x, c, antisym, axis, fma=(rounding == "exact"))
+    if axis != x.ndim - 1:
+        xt = None
+    return _correlate_rounded(x, c, antisym, axis, fma=(rounding == "exact"), xt=xt)
 
 
 def sep_filter_2d_fast(img: np.ndarray, cx: np.ndarray, ax: bool, cy: np.ndarray, ay: bool) -> np.ndarray:
