@@ -421,7 +421,8 @@ def train_forest(
     seed : int, optional
         Seed for bootstrap and feature sampling; the same seed gives the same forest.
     n_jobs : int, optional
-        Threads for training (scikit-learn's ``n_jobs``); does not change the result.
+        Threads for training (scikit-learn's ``n_jobs``; default all cores); does not change
+        the result.
 
     Returns
     -------
@@ -452,7 +453,7 @@ def train_forest(
         min_samples_split=2,
         max_depth=None,
         random_state=_resolve_seed(seed),
-        n_jobs=n_jobs,
+        n_jobs=-1 if n_jobs is None else n_jobs,
     )
     rf.fit(X, y)
     return FlatForest.from_sklearn(rf)

@@ -160,6 +160,22 @@ def _as_list(obj: Any) -> list[Any]:
     return list(obj)
 
 
+def _tile_windows(spatial: tuple[int, ...], tile: int, halo: int):
+    """(core, outer) index tuples of y/x tiles covering ``spatial`` (z, if any, whole).
+
+    ``outer`` is ``core`` grown by ``halo`` on each side, clipped to the image; both index
+    the image's spatial axes plus its channel axis.
+    """
+    ny, nx = spatial[-2:]
+    lead = (slice(None),) * (len(spatial) - 2)
+    for y0, y1 in _spans(ny, tile):
+        for x0, x1 in _spans(nx, tile):
+            core = lead + (slice(y0, y1), slice(x0, x1))
+            outer = lead + (slice(max(0, y0 - halo), min(ny, y1 + halo)),
+                            slice(max(0, x0 - halo), min(nx, x1 + halo)))
+            yield core, outer
+
+
 def _spans(size: int, tile: int) -> list[tuple[int, int]]:
     """Split ``0..size`` into near-equal spans of at most ``tile`` (no small remainder)."""
     n = max(1, math.ceil(size / tile))
@@ -242,6 +258,14 @@ class PixelClassifier:
         return compute_features(image, self._selection(), axes=axes, rounding=self.rounding,
                                 n_threads=self.n_jobs)
 
+    def _tile_size(self, ndim: int, image: np.ndarray) -> int:
+        """Tile edge whose features (with halo) take about ``_TILE_BYTES``."""
+        selection = self._selection()
+        n_feat = selection.n_channels(image.shape[-1], ndim)
+        depth = image.shape[0] if ndim == 3 else 1
+        edge = int(math.sqrt(_TILE_BYTES / (4 * n_feat * depth)))
+        return max(64, edge - 2 * feature_halo(selection))
+
     def _check_image(self, image: Any, name: str = "image") -> tuple[np.ndarray, str]:
         self._check_fitted()
         image, axes = _canonical(image, name)
@@ -295,22 +319,24 @@ class PixelClassifier:
             dtypes.append(str(image.dtype))
             if not lab.any():
                 continue
-            # Features only where needed: the labels' bounding box plus the filters' reach
-            # gives the same values as the whole image (see features.feature_halo).
-            nz = np.nonzero(lab)
-            box = tuple(
-                slice(max(0, int(c.min()) - halo), min(s, int(c.max()) + 1 + halo))
-                if i >= ndim - 2 else slice(None)
-                for i, (c, s) in enumerate(zip(nz, lab.shape))
-            )
-            try:
-                feats = self._features(image[box], axes)
-            except InputError:
-                # e.g. "image too small for σ": report it for the whole image, or succeed
-                feats, box = self._features(image, axes), (slice(None),) * ndim
-            sub = lab[box]
-            xs.append(feats[sub > 0])
-            ys.append(sub[sub > 0])
+            # Features tile by tile, only where there are labels (memory stays bounded and
+            # unlabelled areas cost nothing); samples are then put back in the row-major
+            # order of the whole image, so the forest does not depend on the tiling.
+            idx, xs_image, ys_image = [], [], []
+            for core, outer in _tile_windows(image.shape[:-1], self._tile_size(ndim, image), halo):
+                sub_lab = lab[core]
+                if not sub_lab.any():
+                    continue
+                feats = self._features(image[outer], axes)
+                inner = tuple(slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, outer))
+                mask = sub_lab > 0
+                xs_image.append(feats[inner][mask])
+                ys_image.append(sub_lab[mask])
+                coords = [c + (s_.start or 0) for c, s_ in zip(np.nonzero(mask), core)]
+                idx.append(np.ravel_multi_index(coords, lab.shape))
+            order = np.argsort(np.concatenate(idx), kind="stable")
+            xs.append(np.concatenate(xs_image)[order])
+            ys.append(np.concatenate(ys_image)[order])
         if not xs:
             raise InputError("the label images hold no labels (every pixel is 0 = unlabelled); "
                              "label some pixels of at least two classes")
@@ -374,27 +400,20 @@ class PixelClassifier:
         """
         image, axes = self._check_image(image)
         spatial = image.shape[:-1]
-        selection = self._selection()
-        halo = feature_halo(selection)
+        halo = feature_halo(self._selection())
         n_feat = self.forest_.n_features
-        depth = spatial[0] if self.ndim_ == 3 else 1
         if tile_size is None:
-            edge = int(math.sqrt(_TILE_BYTES / (4 * n_feat * depth)))
-            tile_size = max(64, edge - 2 * halo)
+            tile_size = self._tile_size(self.ndim_, image)
         elif tile_size < 1:
             raise InputError(f"tile_size must be positive, not {tile_size}")
         out = np.empty(spatial + (self.n_classes_,), dtype=np.float32)
-        ny, nx = spatial[-2:]
-        for y0, y1 in _spans(ny, tile_size):
-            for x0, x1 in _spans(nx, tile_size):
-                oy0, oy1 = max(0, y0 - halo), min(ny, y1 + halo)
-                ox0, ox1 = max(0, x0 - halo), min(nx, x1 + halo)
-                feats = self._features(image[..., oy0:oy1, ox0:ox1, :], axes)
-                core = feats[..., y0 - oy0:y1 - oy0, x0 - ox0:x1 - ox0, :]
-                flat = np.ascontiguousarray(core).reshape(-1, n_feat)
-                proba = self.forest_.predict_proba(flat, n_classes=self.n_classes_,
-                                                   n_jobs=self.n_jobs)
-                out[..., y0:y1, x0:x1, :] = proba.reshape(core.shape[:-1] + (self.n_classes_,))
+        for core, outer in _tile_windows(spatial, tile_size, halo):
+            feats = self._features(image[outer], axes)
+            inner = tuple(slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, outer))
+            sub = np.ascontiguousarray(feats[inner])
+            proba = self.forest_.predict_proba(sub.reshape(-1, n_feat), n_classes=self.n_classes_,
+                                               n_jobs=self.n_jobs)
+            out[core] = proba.reshape(sub.shape[:-1] + (self.n_classes_,))
         return out
 
     def predict(self, image: Any) -> np.ndarray:

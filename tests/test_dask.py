@@ -46,7 +46,7 @@ def cluster():
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as lc, Client(lc) as client:
+                      dashboard_address=":0") as lc, Client(lc) as client:
         yield client
 
 
@@ -146,6 +146,6 @@ def test_dask_process_cluster_equals_local(section, clf, whole):
 
     _, proba = whole
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as lc, Client(lc) as client:
+                      dashboard_address=":0") as lc, Client(lc) as client:
         got = predict_dask(clf, section.image, chunks=(60, 88), scheduler=client)
     np.testing.assert_array_equal(got, proba)

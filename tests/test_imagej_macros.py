@@ -280,8 +280,6 @@ def test_unknown_lut_name_missing_folder_and_unknown_argument(macro_home, seg_di
         run_macro(macro, {"inDir": tmp_path / "nowhere", "outDir": tmp_path / "o"}, home=macro_home, timeout=60)
     with pytest.raises(ImageJError, match="unknown argument 'inDirr=x'"):
         run_macro(macro, "inDirr=x|outDir=y", home=macro_home, timeout=60)
-    with pytest.raises(ImageJError, match="must differ from the input folder"):
-        run_macro(macro, {"inDir": folder, "outDir": folder}, home=macro_home, timeout=60)
 
 
 def test_dialog_waiting_for_user_is_an_error(macro_home):
@@ -306,7 +304,7 @@ def test_plain_java_engine_output_and_hang(macro_home, seg_dir, tmp_path):
     # With plain `java -jar ij.jar -batch`, a macro error is a modal dialog: only the timeout ends it.
     start = time.monotonic()
     with pytest.raises(ImageJError, match="did not finish"):
-        run_macro("x = ;\n", home=macro_home, timeout=5, engine="java")
+        run_macro("x = ;\n", home=macro_home, timeout=3, engine="java")
     assert time.monotonic() - start < 30
 
 

@@ -68,8 +68,12 @@ def test_fit_predict_shapes_and_values(fitted):
     assert clf.training_info_["n_samples"] == int((labels > 0).sum())
 
 
-def test_training_samples_are_the_labelled_pixels_of_whole_image_features():
-    """fit computes features on the labels' box + halo; that must equal whole-image features."""
+@pytest.mark.parametrize("tile_bytes", [None, 1])
+def test_training_samples_are_the_labelled_pixels_of_whole_image_features(monkeypatch, tile_bytes):
+    """fit computes features tile by tile where labels are; it must equal whole-image features
+    in row-major order (a tiny tile budget forces 64-pixel tiles: 2 tiles across)."""
+    if tile_bytes is not None:
+        monkeypatch.setattr("pyquint.pixel._TILE_BYTES", tile_bytes)
     image, labels, _ = _scene(1)
     image2, labels2, _ = _scene(2)
     clf = PixelClassifier(SMALL, n_trees=10, seed=3, rounding="exact").fit(

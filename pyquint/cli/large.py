@@ -62,10 +62,11 @@ def _palette(spec: str | None, classifier) -> np.ndarray | None:
               show_default=True,
               help="Probabilities, 'Simple Segmentation', Uncertainty or Features (repeatable; "
                    "case-insensitive). All are computed in one pass.")
-@click.option("--output-format", "fmt", type=click.Choice(sorted(_FORMATS)), default="png",
-              show_default=True,
+@click.option("--output-format", "fmts", type=click.Choice(sorted(_FORMATS)), multiple=True,
+              default=("png",), show_default=True,
               help="png: streamed 8-bit PNG (probabilities 0..1 -> 0..255); tiff: tiled, deflate; "
-                   "hdf5 / compressed-hdf5: ilastik's exported_data layout (gzip level 1).")
+                   "hdf5 / compressed-hdf5: ilastik's exported_data layout (gzip level 1). "
+                   "Repeatable: every format is written from the same pass.")
 @click.option("--lut", help="Colour 1-channel uint8 outputs (PNG/TIFF palette): 'classes' (the "
                             "model's class colours), glasbey, 'glasbey on dark', 'glasbey "
                             "inverted' or a .lut file.")
@@ -81,7 +82,8 @@ def _palette(spec: str | None, classifier) -> np.ndarray | None:
               help="Feature arithmetic (default: the model's).")
 @click.option("--axes", help="Stored axes of the images when the file does not say, e.g. cyx.")
 @click.option("--overwrite", is_flag=True, help="Recompute images whose outputs all exist.")
-def predict(model: Path, images: tuple[str, ...], out: Path, sources: tuple[str, ...], fmt: str,
+def predict(model: Path, images: tuple[str, ...], out: Path, sources: tuple[str, ...],
+            fmts: tuple[str, ...],
             lut: str | None, tile: int, halo: int | None, workers: int | None,
             scheduler: str | None, rounding: str | None, axes: str | None, overwrite: bool) -> None:
     """Predict MODEL (a pyquint model or an ilastik .ilp) on IMAGES, tile by tile.
@@ -103,7 +105,10 @@ def predict(model: Path, images: tuple[str, ...], out: Path, sources: tuple[str,
         inputs = collect_inputs(images)
         clf = _load_classifier(model, rounding)
         palette = _palette(lut, clf)
-        compression = "gzip" if fmt == "compressed-hdf5" else None
+        fmts = tuple(dict.fromkeys(fmts))
+        if "hdf5" in fmts and "compressed-hdf5" in fmts:
+            raise PyquintError("choose either hdf5 or compressed-hdf5 (both write .h5)")
+        compression = "gzip" if "compressed-hdf5" in fmts else None
         executor = client = None
         if scheduler:
             from ..distributed import get_client
@@ -112,8 +117,9 @@ def predict(model: Path, images: tuple[str, ...], out: Path, sources: tuple[str,
             executor = client.get_executor()
         try:
             for image in progress(inputs, desc="images", total=len(inputs)):
-                outputs = {s: export_filename(image, s, _FORMATS[fmt], dataset_dir=out) for s in names}
-                if not overwrite and all(p.exists() for p in outputs.values()):
+                outputs = [(s, export_filename(image, s, _FORMATS[f], dataset_dir=out))
+                           for s in names for f in fmts]
+                if not overwrite and all(p.exists() for _, p in outputs):
                     click.echo(f"skip {image} (outputs exist; --overwrite to redo)")
                     continue
                 start = time.perf_counter()
@@ -121,7 +127,7 @@ def predict(model: Path, images: tuple[str, ...], out: Path, sources: tuple[str,
                                         executor=executor, palette=palette, compression=compression,
                                         axes=axes)
                 click.echo(f"{image}: {time.perf_counter() - start:.1f} s -> "
-                           + ", ".join(str(p) for p in written.values()))
+                           + ", ".join(str(p) for p in written))
         finally:
             if client is not None:
                 client.close()

@@ -211,7 +211,7 @@ def _run_ordered(fn: Callable[[Tile], Any], tiles: Sequence[Tile], executor: Exe
 def predict_tiled(
     classifier: Any,
     source: str | os.PathLike | np.ndarray | LazyImage,
-    outputs: Mapping[str, str | os.PathLike],
+    outputs: Mapping[str, str | os.PathLike] | Sequence[tuple[str, str | os.PathLike]],
     *,
     tile: int | Sequence[int] = 2048,
     halo: int | None = None,
@@ -231,10 +231,12 @@ def predict_tiled(
     source : path, ndarray or LazyImage
         The image: HDF5 (``file.h5/dataset``), TIFF, ``.npy`` (all read window by window,
         see :func:`open_lazy`), another image file (loaded whole) or an array.
-    outputs : mapping of export source to path
-        E.g. ``{"Simple Segmentation": "seg.png", "Probabilities": "p.h5"}``; the format
-        follows the suffix: ``.png`` (streamed, 8-bit), ``.tif``/``.tiff`` (tiled, deflate),
-        ``.h5`` (ilastik's ``exported_data`` layout, or ``file.h5/dataset``).
+    outputs : mapping of export source to path, or sequence of (source, path) pairs
+        E.g. ``{"Simple Segmentation": "seg.png", "Probabilities": "p.h5"}``; pairs allow one
+        source in several files (``[("Simple Segmentation", "s.png"), ("Simple Segmentation",
+        "s.tif")]``), all from one pass. The format follows the suffix: ``.png`` (streamed,
+        8-bit), ``.tif``/``.tiff`` (tiled, deflate), ``.h5`` (ilastik's ``exported_data``
+        layout, or ``file.h5/dataset``).
     tile : int or (int, int)
         Core tile size in pixels (rows, columns). Memory grows with
         ``(tile + 2·halo)² × n_features × 4`` bytes per tile in flight.
@@ -247,10 +249,11 @@ def predict_tiled(
         Run tiles elsewhere, e.g. ``distributed.Client(...).get_executor()`` (the classifier and
         the reader are sent to the workers, which must see the same file).
     palette : (n, 3) uint8 array, optional
-        Colour table for 1-channel uint8 outputs written as PNG or TIFF (e.g. a Glasbey LUT).
+        Colour table for Simple Segmentation outputs written as PNG or TIFF (e.g. a Glasbey
+        LUT): an indexed-colour file whose pixel values stay the class numbers.
     compression : str, optional
-        HDF5: ``"gzip"`` (level 1, ilastik's "compressed hdf5"); TIFF: ``"zlib"`` (default) or
-        ``"none"``.
+        None: HDF5 uncompressed, TIFF deflate; ``"gzip"``: HDF5 too is compressed (gzip level
+        1, ilastik's "compressed hdf5"); ``"none"``: TIFF uncompressed as well.
     axes : str, optional
         Stored axes of ``source`` when the file does not say.
     show_progress : bool
@@ -258,7 +261,8 @@ def predict_tiled(
 
     Returns
     -------
-    dict mapping each export source to the path written.
+    dict mapping each export source to the path written (a list of paths, in order, when
+    ``outputs`` is a sequence of pairs).
 
     Raises
     ------
@@ -270,16 +274,21 @@ def predict_tiled(
 
     if not outputs:
         raise InputError("no outputs given: map at least one export source to a file")
-    predictor = TilePredictor(classifier, list(outputs))
+    as_pairs = not isinstance(outputs, Mapping)
+    pairs = [(str(k), v) for k, v in (outputs if as_pairs else outputs.items())]
+    predictor = TilePredictor(classifier, list(dict.fromkeys(k for k, _ in pairs)))
     halo = feature_halo(predictor.selection) if halo is None else int(halo)
+    resolved = [os.path.abspath(split_h5_path(p)[0]) for _, p in pairs]
+    if len(set(resolved)) != len(resolved):
+        raise InputError(f"two outputs would be written to the same file: {[str(p) for _, p in pairs]}")
     if not isinstance(source, (np.ndarray, LazyImage)):
-        guard_outputs([source], list(outputs.values()))
+        guard_outputs([source], [p for _, p in pairs])
     reader = open_lazy(source, axes)
     bands = tile_grid(reader.shape, tile, halo)
     band_rows = [(band[0].y0, band[0].y1) for band in bands]
     h, w, _ = reader.shape
     specs = []
-    for name, path in outputs.items():
+    for name, path in pairs:
         suffix = _format_suffix(path)
         channels = predictor.channels(name)
         if suffix == ".png" and name == "Features":
@@ -288,7 +297,7 @@ def predict_tiled(
             raise InputError(f"{path}: a PNG holds at most 4 channels; {name} has {channels} "
                              f"(use .tif or .h5)")
         dtype = np.uint8 if suffix == ".png" else predictor.dtype(name)
-        use_palette = palette if (np.dtype(dtype) == np.uint8 and channels == 1) else None
+        use_palette = palette if name == "Simple Segmentation" else None
         attrs = ({"drange": np.asarray(_DRANGE[name], np.float32)}
                  if name in _DRANGE and suffix != ".png" else None)
         specs.append((name, path, (h, w, channels), dtype, use_palette, attrs))
@@ -320,7 +329,7 @@ def predict_tiled(
         for t, result in it:
             for name, suffix, writer in writers:
                 writer.write(t.y0, t.x0, _to_output(name, result[name], suffix))
-        written = {name: writer.close() for name, _, writer in writers}
+        closed = [writer.close() for _, _, writer in writers]
     except BaseException:
         for _, _, writer in writers:
             writer.abort()
@@ -330,4 +339,6 @@ def predict_tiled(
             own_pool.shutdown(wait=True, cancel_futures=True)
         if not isinstance(source, LazyImage):
             reader.close()
-    return written
+    if as_pairs:
+        return closed  # type: ignore[return-value]
+    return {name: path for (name, _), path in zip(pairs, closed)}

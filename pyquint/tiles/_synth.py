@@ -99,8 +99,7 @@ def make_test_image(
             del mm
         return file
     target = f"{file}/{inner or 'data'}" if suffix in H5_SUFFIXES else file
-    with open_writer(target, (h, w, 1), np.uint8, bands, compression=compression or
-                     ("none" if suffix in TIFF_SUFFIXES else None)) as writer:
+    with open_writer(target, (h, w, 1), np.uint8, bands, compression=compression or "none") as writer:
         for y0, x0, block in tiles():
             writer.write(y0, x0, block)
     return file

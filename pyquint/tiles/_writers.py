@@ -323,16 +323,20 @@ def open_writer(path: str | os.PathLike, shape: tuple[int, int, int], dtype: Any
                 attrs: dict | None = None, compression: str | None = None) -> TileWriter:
     """A :class:`TileWriter` chosen by the file suffix (``.h5``, ``.tif(f)``, ``.png``).
 
-    ``compression``: HDF5 ``None``/``"gzip"``; TIFF ``"zlib"`` (default) or ``"none"``.
+    ``compression``: ``None`` (HDF5 uncompressed, TIFF deflate), ``"gzip"``/``"zlib"`` (both
+    deflate-compressed; HDF5 at gzip level 1 as ilastik) or ``"none"`` (neither).
     ``palette`` applies to PNG and TIFF; ``attrs`` to HDF5.
     """
+    if compression not in (None, "none", "gzip", "zlib", "deflate"):
+        raise InputError(f"unknown compression {compression!r}; use none, gzip or zlib")
     file, _ = split_h5_path(path)
     suffix = file.suffix.lower()
     if suffix in H5_SUFFIXES:
-        return H5TileWriter(path, shape, dtype, bands, attrs=attrs, compression=compression)
+        h5_compression = "gzip" if compression in ("gzip", "zlib", "deflate") else None
+        return H5TileWriter(path, shape, dtype, bands, attrs=attrs, compression=h5_compression)
     if suffix in TIFF_SUFFIXES:
-        tiff_compression = None if compression in ("none", "None") else (compression or "zlib")
-        return TiffTileWriter(path, shape, dtype, bands, palette=palette, compression=tiff_compression)
+        return TiffTileWriter(path, shape, dtype, bands, palette=palette,
+                              compression=None if compression == "none" else "zlib")
     if suffix == ".png":
         return PNGTileWriter(path, shape, dtype, bands, palette=palette)
     raise InputError(f"{path}: cannot stream {suffix!r}; use .png, .tif(f) or .h5")
