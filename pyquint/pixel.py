@@ -167,7 +167,7 @@ def _tile_windows(spatial: tuple[int, ...], tile: int, halo: int):
     the image's spatial axes plus its channel axis.
     """
     ny, nx = spatial[-2:]
-    lead = (slice(None),) * (len(spatial) - 2)
+    lead = tuple(slice(0, n) for n in spatial[:-2])
     for y0, y1 in _spans(ny, tile):
         for x0, x1 in _spans(nx, tile):
             core = lead + (slice(y0, y1), slice(x0, x1))
@@ -304,7 +304,8 @@ class PixelClassifier:
             raise InputError(f"rounding must be one of {ROUNDINGS}, not {self.rounding!r}")
         selection = self._selection()
         halo = feature_halo(selection)
-        xs, ys, dtypes = [], [], []
+        # Check everything cheap first, so that bad input fails before any feature work.
+        pairs, dtypes, present = [], [], set()
         ndim = n_channels = None
         for k, (image, lab) in enumerate(zip(images, labels)):
             name = f"image {k + 1}" if len(images) > 1 else "image"
@@ -317,6 +318,30 @@ class PixelClassifier:
                                  f"must agree")
             lab = _check_labels(lab, image.shape[:-1], f"label image {k + 1}")
             dtypes.append(str(image.dtype))
+            counts = np.bincount(lab.ravel(), minlength=256)
+            present.update(int(c) for c in np.nonzero(counts[1:])[0] + 1)
+            pairs.append((image, axes, lab))
+        if not present:
+            raise InputError("the label images hold no labels (every pixel is 0 = unlabelled); "
+                             "label some pixels of at least two classes")
+        if len(present) < 2:
+            raise InputError(f"only one class (label {present.pop()}) is labelled; a classifier "
+                             f"needs labels of at least two classes")
+        n_classes = max(present)
+        names = list(self.class_names) if self.class_names is not None else None
+        if names is not None:
+            if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+                raise InputError(f"class_names must be distinct strings, not {names!r}")
+            if len(names) < n_classes:
+                raise InputError(f"label value {n_classes} is used but only {len(names)} class "
+                                 f"name(s) are given: {names}")
+            n_classes = len(names)
+        else:
+            names = default_class_names(n_classes)
+        colors = _check_colors(self.class_colors, n_classes)
+
+        xs, ys = [], []
+        for image, axes, lab in pairs:
             if not lab.any():
                 continue
             # Features tile by tile, only where there are labels (memory stays bounded and
@@ -332,43 +357,24 @@ class PixelClassifier:
                 mask = sub_lab > 0
                 xs_image.append(feats[inner][mask])
                 ys_image.append(sub_lab[mask])
-                coords = [c + (s_.start or 0) for c, s_ in zip(np.nonzero(mask), core)]
+                coords = [c + s_.start for c, s_ in zip(np.nonzero(mask), core)]
                 idx.append(np.ravel_multi_index(coords, lab.shape))
             order = np.argsort(np.concatenate(idx), kind="stable")
             xs.append(np.concatenate(xs_image)[order])
             ys.append(np.concatenate(ys_image)[order])
-        if not xs:
-            raise InputError("the label images hold no labels (every pixel is 0 = unlabelled); "
-                             "label some pixels of at least two classes")
         X, y = np.concatenate(xs), np.concatenate(ys)
-        present = np.unique(y)
-        if present.size < 2:
-            raise InputError(f"only one class (label {int(present[0])}) is labelled; a classifier "
-                             f"needs labels of at least two classes")
-        n_classes = int(present.max())
-        names = list(self.class_names) if self.class_names is not None else None
-        if names is not None:
-            if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
-                raise InputError(f"class_names must be distinct strings, not {names!r}")
-            if len(names) < n_classes:
-                raise InputError(f"label value {n_classes} is used but only {len(names)} class "
-                                 f"name(s) are given: {names}")
-            n_classes = len(names)
-        else:
-            names = default_class_names(n_classes)
-        colors = _check_colors(self.class_colors, n_classes)
         seed = _resolve_seed(self.seed)
         self.forest_: FlatForest = train_forest(X, y.astype(np.int64), n_trees=self.n_trees,
                                                 seed=seed, n_jobs=self.n_jobs)
         self.seed_ = seed
         self.n_classes_ = n_classes
-        self.classes_ = present.astype(np.int64)
+        self.classes_ = np.array(sorted(present), dtype=np.int64)
         self.class_names_ = names
         self.class_colors_ = colors
         self.ndim_ = int(ndim)
         self.n_input_channels_ = int(n_channels)
         self.feature_names_ = feature_names(selection, self.n_input_channels_, self.ndim_)
-        counts = {str(int(c)): int(np.count_nonzero(y == c)) for c in present}
+        counts = {str(c): int(np.count_nonzero(y == c)) for c in sorted(present)}
         self.training_info_ = {
             "n_images": len(images), "n_samples": int(y.size), "samples_per_class": counts,
             "input_dtypes": sorted(set(dtypes)),

@@ -31,11 +31,11 @@ from pyquint.tiles import (
     PNGStreamWriter,
     TiffTileWriter,
     make_test_image,
+    mosaic_tile,
     open_lazy,
     open_writer,
     png_chunks,
     predict_tiled,
-    test_image_tile,
     tile_grid,
 )
 from pyquint.tiles import _png as png_module
@@ -477,7 +477,7 @@ def test_make_test_image_deterministic_and_formats_agree(tmp_path):
     assert (a != d).mean() > 0.5
     from pyquint.tiles._synth import _patterns
 
-    tile = test_image_tile(_patterns(7, 2, 128), 7, 1, 2)  # any tile can be made on its own
+    tile = mosaic_tile(_patterns(7, 2, 128), 7, 1, 2)  # any tile can be made on its own
     np.testing.assert_array_equal(a[128:256, 256:384], tile)
     with pytest.raises(InputError):
         make_test_image(tmp_path / "e.png", (300, 300))

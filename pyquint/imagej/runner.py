@@ -20,7 +20,9 @@ Whatever happens, the process group is killed when ``timeout`` seconds have pass
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -334,6 +336,10 @@ def _run(
 
     env = dict(os.environ)
     env.setdefault("PYQUINT_NO_PROGRESS", "1")
+    # Safety net: if this Python process dies, coreutils' timeout still kills the orphaned
+    # process group (a hung ImageJ would otherwise wait on its dialog forever).
+    if shutil.which("timeout"):
+        cmd = ["timeout", "-s", "KILL", str(int(math.ceil(timeout)) + 10), *cmd]
     start = time.monotonic()
     for attempt in range(2):
         try:

@@ -33,6 +33,7 @@ _DRANGE = {"Probabilities": (0.0, 1.0), "Uncertainty": (0.0, 1.0)}
 # numba's workqueue layer cannot be entered from two threads at once, and the forest uses
 # every core anyway: forest calls are serialised, feature computation overlaps with them.
 _FOREST_LOCK = threading.Lock()
+_FOREST_SLAB_BYTES = 32 * 2**20
 
 
 @dataclass(frozen=True)
@@ -144,10 +145,21 @@ class TilePredictor:
                                 n_threads=self.feature_threads)
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
-        flat = np.ascontiguousarray(features).reshape(-1, features.shape[-1])
-        with _FOREST_LOCK:
-            proba = self.forest.predict_proba(flat, n_classes=self.n_classes, n_jobs=self.forest_threads)
-        return proba.reshape(features.shape[:-1] + (self.n_classes,))
+        """Forest probabilities of ``(h, w, F)`` features (a view into the window is fine).
+
+        The forest needs contiguous pixel rows; the core of a window is not contiguous, so it
+        is copied in slabs of rows (~32 MB) instead of all at once.
+        """
+        h, w, n_feat = features.shape
+        out = np.empty((h, w, self.n_classes), np.float32)
+        step = max(1, _FOREST_SLAB_BYTES // max(1, w * n_feat * 4))
+        for r0 in range(0, h, step):
+            slab = np.ascontiguousarray(features[r0:r0 + step]).reshape(-1, n_feat)
+            with _FOREST_LOCK:
+                proba = self.forest.predict_proba(slab, n_classes=self.n_classes,
+                                                  n_jobs=self.forest_threads)
+            out[r0:r0 + step] = proba.reshape(-1, w, self.n_classes)
+        return out
 
     def __call__(self, reader: LazyImage, tile: Tile) -> dict[str, np.ndarray]:
         """Read ``tile``'s window from ``reader`` and return each source on the tile's core."""
@@ -161,7 +173,7 @@ class TilePredictor:
         del window
         out: dict[str, np.ndarray] = {}
         if "Features" in self.sources:
-            out["Features"] = np.ascontiguousarray(feats)
+            out["Features"] = feats
         if set(self.sources) - {"Features"}:
             proba = self.probabilities(feats)
             del feats

@@ -12,7 +12,7 @@ from ..errors import InputError
 from ..io import H5_SUFFIXES, TIFF_SUFFIXES, atomic_output, split_h5_path
 from ._writers import open_writer
 
-__all__ = ["make_test_image", "test_image_tile"]
+__all__ = ["make_test_image", "mosaic_tile"]
 
 
 def _patterns(seed: int, n_patterns: int, size: int) -> list[np.ndarray]:
@@ -21,7 +21,7 @@ def _patterns(seed: int, n_patterns: int, size: int) -> list[np.ndarray]:
     return [make_section(seed * 1009 + k, (size, size)).image for k in range(n_patterns)]
 
 
-def test_image_tile(patterns: Sequence[np.ndarray], seed: int, ty: int, tx: int) -> np.ndarray:
+def mosaic_tile(patterns: Sequence[np.ndarray], seed: int, ty: int, tx: int) -> np.ndarray:
     """Tile ``(ty, tx)``: one of ``patterns`` under one of the 8 rotations/flips, chosen by a
     generator seeded with ``(seed, ty, tx)`` (so any tile can be made on its own)."""
     rng = np.random.default_rng([seed, ty, tx])
@@ -29,10 +29,6 @@ def test_image_tile(patterns: Sequence[np.ndarray], seed: int, ty: int, tx: int)
     k = int(rng.integers(8))
     out = np.rot90(pattern, k % 4)
     return np.ascontiguousarray(out[:, ::-1] if k >= 4 else out)
-
-
-# ``test_image_tile`` is a helper, not a test for pytest to collect
-test_image_tile.__test__ = False  # type: ignore[attr-defined]
 
 
 def make_test_image(
@@ -88,7 +84,7 @@ def make_test_image(
         for ty, (y0, y1) in enumerate(bands):
             for tx, x0 in enumerate(range(0, w, tile)):
                 x1 = min(w, x0 + tile)
-                yield y0, x0, test_image_tile(patterns, seed, ty, tx)[: y1 - y0, : x1 - x0]
+                yield y0, x0, mosaic_tile(patterns, seed, ty, tx)[: y1 - y0, : x1 - x0]
 
     if suffix == ".npy":
         with atomic_output(file) as tmp:
