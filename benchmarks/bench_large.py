@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", type=int, nargs="+", default=[30000], help="rows [cols] (default 30000)")
     p.add_argument("--tile", type=int, default=2048, help="prediction tile edge (default 2048)")
-    p.add_argument("--workers", type=int, default=None, help="tiles in parallel (default 2)")
+    p.add_argument("--workers", type=int, default=None, help="tiles in parallel (default: pyquint.tiles.auto_workers)")
     p.add_argument("--trees", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", type=Path, help="a saved pyquint model or an ilastik .ilp instead of training")
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
         r["s_per_mp"] = r["wall_s"] / mp
         r["projected_30k_s"] = r["s_per_mp"] * 900
         report["predict"] = r
-        print(f"predict {rows}×{cols} ({mp:.1f} MP), tile {a.tile}, workers {a.workers or 2}: "
+        print(f"predict {rows}×{cols} ({mp:.1f} MP), tile {a.tile}, workers {a.workers or 'auto'}: "
               f"{r['wall_s']:.1f} s = {r['s_per_mp']:.3f} s/MP "
               f"(features {r['features_s'] / mp:.3f}, forest {r['forest_s'] / mp:.3f} s/MP summed "
               f"over threads); projected 30k × 30k: {r['projected_30k_s'] / 60:.1f} min; "

@@ -16,13 +16,14 @@ Requires the ``dask`` extra: ``pip install "pyquint[dask]"``.
 from __future__ import annotations
 
 import functools
-import os
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from .errors import InputError, PyquintError
+from .io import split_h5_path
 from .tiles import LazyImage, TilePredictor, open_lazy
 
 __all__ = ["predict_dask", "get_client", "chunk_spans"]
@@ -98,11 +99,12 @@ def _as_dask_image(image: Any, axes: str | None, chunks: tuple[tuple[int, ...], 
             raise InputError(f"image must be yx or yxc, not shape {image.shape}")
         return da.from_array(image, chunks=chunks)
     reader = open_lazy(image, axes)
-    name = f"pyquint-read-{reader.path}-{reader.shape}"
+    # a stable name for a file (path, shape, modification time), a unique one for arrays
+    name = f"pyquint-read-{uuid.uuid4().hex}"
     if reader.path:
-        file = reader.path.split(".h5/")[0]
-        if os.path.exists(file):
-            name += f"-{os.stat(file).st_mtime_ns}"
+        file = split_h5_path(reader.path)[0]
+        if file.exists():
+            name = f"pyquint-read-{reader.path}-{reader.shape}-{file.stat().st_mtime_ns}"
     return da.from_array(_WindowArray(reader), chunks=chunks, name=name, lock=False,
                          asarray=True, meta=np.empty((0, 0, 0), reader.dtype))
 
@@ -158,7 +160,8 @@ def predict_dask(
         ``"Probabilities"`` (``(H, W, N)`` float32), ``"Simple Segmentation"`` (``(H, W)``
         uint8), ``"Uncertainty"`` (``(H, W)`` float32) or ``"Features"`` (``(H, W, F)``).
     chunks : int or (int, int)
-        Chunk size in y and x (enlarged to at least the halo).
+        Chunk size in y and x (enlarged to at least the halo). Each task holds the float32
+        features of its chunk plus halo (about 2 × (chunk + 2·halo)² × F × 4 bytes at peak).
     halo : int, optional
         Overlap depth; default ``feature_halo`` of the classifier's selection (exact results).
     scheduler : None, str or distributed.Client

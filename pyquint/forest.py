@@ -54,13 +54,16 @@ _BLOCK = 256
 # --------------------------------------------------------------------------- kernel
 @njit(parallel=True, cache=True, nogil=True)
 def _predict_kernel(X, feature, threshold, left, right, value, roots, strict, out):  # pragma: no cover
-    n = X.shape[0]
+    # X: (rows, cols, F), any strides (a view into a feature tile needs no copy);
+    # out: (rows, cols, n_classes). Blocks are runs of pixels within one row.
+    n_rows, n_cols = X.shape[0], X.shape[1]
     n_classes = value.shape[1]
     n_trees = roots.shape[0]
-    n_blocks = (n + _BLOCK - 1) // _BLOCK
-    for b in prange(n_blocks):
-        start = b * _BLOCK
-        stop = min(n, start + _BLOCK)
+    per_row = (n_cols + _BLOCK - 1) // _BLOCK
+    for b in prange(n_rows * per_row):
+        r = b // per_row
+        start = (b % per_row) * _BLOCK
+        stop = min(n_cols, start + _BLOCK)
         acc = np.zeros((stop - start, n_classes), np.float64)
         # Trees in the outer loop, in order: the float64 sum per pixel is accumulated in the
         # same order as scikit-learn's (single-threaded) forest, so results are identical.
@@ -69,7 +72,7 @@ def _predict_kernel(X, feature, threshold, left, right, value, roots, strict, ou
             for i in range(start, stop):
                 node = root
                 while left[node] >= 0:
-                    x = X[i, feature[node]]
+                    x = X[r, i, feature[node]]
                     # float32 x against float64 threshold, promoted as in scikit-learn's C code
                     if strict:
                         go_left = x < threshold[node]
@@ -80,13 +83,13 @@ def _predict_kernel(X, feature, threshold, left, right, value, roots, strict, ou
                     acc[i - start, c] += value[node, c]
         for i in range(start, stop):
             has_nan = False
-            for f in range(X.shape[1]):
-                if np.isnan(X[i, f]):
+            for f in range(X.shape[2]):
+                if np.isnan(X[r, i, f]):
                     has_nan = True
                     break
             for c in range(n_classes):
                 # ilastik gives rows containing NaN all-zero probabilities
-                out[i, c] = 0.0 if has_nan else np.float32(acc[i - start, c] / n_trees)
+                out[r, i, c] = 0.0 if has_nan else np.float32(acc[i - start, c] / n_trees)
 
 
 # --------------------------------------------------------------------------- FlatForest
@@ -344,8 +347,10 @@ class FlatForest:
 
         Parameters
         ----------
-        X : array, shape (n_samples, n_features)
-            Feature vectors; converted to float32 (as scikit-learn and ilastik do).
+        X : array, shape (n_samples, n_features) or (..., n_features)
+            Feature vectors; converted to float32 (as scikit-learn and ilastik do). Any
+            leading shape is allowed (e.g. a ``(y, x, F)`` view of a feature image; views
+            are not copied).
         n_classes : int, optional
             Return columns for the label values ``1..n_classes`` (ilastik: channel ``i`` is
             label ``i + 1``); classes the forest never saw get a zero column. By default one
@@ -355,24 +360,28 @@ class FlatForest:
 
         Returns
         -------
-        proba : float32 array, shape (n_samples, n_columns)
+        proba : float32 array, shape X.shape[:-1] + (n_columns,)
             Rows sum to 1; rows of ``X`` holding NaN are all 0 (ilastik's behaviour).
         """
         X = np.asarray(X)
-        if X.ndim != 2 or X.shape[1] != self.n_features:
+        if X.ndim < 2 or X.shape[-1] != self.n_features:
             raise InputError(f"the forest expects feature vectors of length {self.n_features}, "
                              f"got an array of shape {X.shape}")
         if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
             raise InputError(f"features must be numbers, not {X.dtype}")
-        X = np.ascontiguousarray(X, dtype=np.float32)
-        out = np.empty((X.shape[0], self.n_classes), dtype=np.float32)
-        if X.shape[0]:
+        X = np.asarray(X, dtype=np.float32)  # float32 views are used as they are, no copy
+        out = np.empty(X.shape[:-1] + (self.n_classes,), dtype=np.float32)
+        # the kernel walks (rows, cols, F) arrays: 2-D input is one row, 4-D+ is looped over
+        grids = [(X[np.newaxis], out[np.newaxis])] if X.ndim == 2 else [
+            (X[idx], out[idx]) for idx in np.ndindex(*X.shape[:-3])]
+        if out.size:
             previous = get_num_threads()
             if n_jobs is not None:
                 set_num_threads(max(1, min(int(n_jobs), previous)) if n_jobs > 0 else previous)
             try:
-                _predict_kernel(X, self.feature, self.threshold, self.left, self.right,
-                                self.value, self.roots, self.split_rule == "lt", out)
+                for x3, o3 in grids:
+                    _predict_kernel(x3, self.feature, self.threshold, self.left, self.right,
+                                    self.value, self.roots, self.split_rule == "lt", o3)
             finally:
                 set_num_threads(previous)
         if n_classes is None:
@@ -380,8 +389,8 @@ class FlatForest:
         if np.any((self.classes < 1) | (self.classes > n_classes)):
             raise InputError(f"n_classes={n_classes} does not cover the forest's classes "
                              f"{self.classes.tolist()} (columns are labels 1..n_classes)")
-        full = np.zeros((X.shape[0], n_classes), dtype=np.float32)
-        full[:, self.classes - 1] = out
+        full = np.zeros(out.shape[:-1] + (n_classes,), dtype=np.float32)
+        full[..., self.classes - 1] = out
         return full
 
 

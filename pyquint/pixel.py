@@ -407,7 +407,6 @@ class PixelClassifier:
         image, axes = self._check_image(image)
         spatial = image.shape[:-1]
         halo = feature_halo(self._selection())
-        n_feat = self.forest_.n_features
         if tile_size is None:
             tile_size = self._tile_size(self.ndim_, image)
         elif tile_size < 1:
@@ -416,10 +415,9 @@ class PixelClassifier:
         for core, outer in _tile_windows(spatial, tile_size, halo):
             feats = self._features(image[outer], axes)
             inner = tuple(slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, outer))
-            sub = np.ascontiguousarray(feats[inner])
-            proba = self.forest_.predict_proba(sub.reshape(-1, n_feat), n_classes=self.n_classes_,
-                                               n_jobs=self.n_jobs)
-            out[core] = proba.reshape(sub.shape[:-1] + (self.n_classes_,))
+            out[core] = self.forest_.predict_proba(feats[inner], n_classes=self.n_classes_,
+                                                   n_jobs=self.n_jobs)
+            del feats
         return out
 
     def predict(self, image: Any) -> np.ndarray:

@@ -149,3 +149,11 @@ def test_dask_process_cluster_equals_local(section, clf, whole):
                       dashboard_address=":0") as lc, Client(lc) as client:
         got = predict_dask(clf, section.image, chunks=(60, 88), scheduler=client)
     np.testing.assert_array_equal(got, proba)
+
+
+def test_unreachable_scheduler_is_a_clear_error(section, clf):
+    from pyquint.distributed import get_client
+    from pyquint.errors import PyquintError
+
+    with pytest.raises(PyquintError, match="cannot connect to the Dask scheduler"):
+        get_client("tcp://127.0.0.1:9", timeout=1)

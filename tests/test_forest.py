@@ -119,6 +119,19 @@ def test_n_classes_gives_zero_columns_for_unseen_labels():
         f.predict_proba(Xr, n_classes=2)
 
 
+def test_any_leading_shape_and_strided_views():
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(300, 4)).astype(np.float32)
+    f = train_forest(X, (X[:, 0] > 0).astype(int) + 1, n_trees=10, seed=0)
+    grid = rng.normal(size=(2, 9, 13, 4)).astype(np.float32)
+    view = grid[:, 2:7, 3:11]  # not contiguous
+    expected = f.predict_proba(np.ascontiguousarray(view).reshape(-1, 4)).reshape(2, 5, 8, 2)
+    assert np.array_equal(f.predict_proba(view), expected)
+    assert np.array_equal(f.predict_proba(view[0]), expected[0])
+    assert f.predict_proba(view[0], n_classes=3).shape == (5, 8, 3)
+    assert f.predict_proba(np.zeros((0, 4), np.float32)).shape == (0, 2)
+
+
 def test_rows_with_nan_get_zero_probabilities():
     ff = _stump_forest("le")
     X = np.array([[np.nan, 0.0], [0.0, 0.0]], np.float32)

@@ -238,7 +238,7 @@ def _read_text(data: bytes, source: str) -> np.ndarray:
             f"this one has {width} columns and {len(rows)} data rows"
         )
     # LutLoader: drop the index column and the first row beyond 256
-    rows = rows[len(rows) - 256 if len(rows) > 256 else 0:][:256] if len(rows) <= 256 else rows[1:257]
+    rows = rows[1:257] if len(rows) > 256 else rows
     x0 = 1 if width == 4 else 0
     table = np.empty((256, 3), dtype=np.uint8)
     for i, (lineno, tokens) in enumerate(rows):

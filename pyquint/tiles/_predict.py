@@ -25,7 +25,8 @@ from ..io import split_h5_path
 from ._readers import LazyImage, open_lazy
 from ._writers import TileWriter, open_writer
 
-__all__ = ["Tile", "TilePredictor", "tile_grid", "predict_tiled", "TILE_SOURCES"]
+__all__ = ["Tile", "TilePredictor", "auto_workers", "tile_grid", "tile_memory", "predict_tiled",
+           "TILE_SOURCES"]
 
 #: Export sources a tiled run can produce (ilastik's names; "Labels" needs a project).
 TILE_SOURCES = ("Probabilities", "Simple Segmentation", "Uncertainty", "Features")
@@ -186,6 +187,23 @@ class TilePredictor:
         return out
 
 
+def tile_memory(tile: Tile, predictor: TilePredictor) -> int:
+    """Estimated peak bytes of one tile in flight: the window's float32 feature stack and
+    about as much again in filter temporaries (measured for ``compute_features``)."""
+    n_feat = int(predictor.forest.n_features)
+    return 2 * (tile.wy1 - tile.wy0) * (tile.wx1 - tile.wx0) * n_feat * 4
+
+
+def auto_workers(tile: Tile, predictor: TilePredictor) -> int:
+    """Tiles to run at once: one per two cores (each tile's filters and the forest are
+    multi-threaded already), at most 8, and no more than half the available memory holds."""
+    import psutil
+
+    per_tile = max(1, tile_memory(tile, predictor))
+    by_memory = int(0.5 * psutil.virtual_memory().available // per_tile)
+    return max(1, min((os.cpu_count() or 1) // 2, by_memory, 8))
+
+
 def _to_output(source: str, data: np.ndarray, suffix: str) -> np.ndarray:
     """Convert a tile of ``source`` to what a ``suffix`` file stores.
 
@@ -256,7 +274,9 @@ def predict_tiled(
         Context read around each tile; default ``feature_halo(selection)``, which makes the
         result equal to whole-image prediction. A smaller halo changes results near tile edges.
     n_workers : int, optional
-        Tiles processed at once by a thread pool (default 2). Ignored with ``executor``.
+        Tiles processed at once by a thread pool. Default :func:`auto_workers`: one per two
+        cores, limited by memory (1 on a 2-core machine, where the filters and the forest use
+        both cores within a tile). With ``executor``: tiles in flight (default 4).
     executor : concurrent.futures.Executor, optional
         Run tiles elsewhere, e.g. ``distributed.Client(...).get_executor()`` (the classifier and
         the reader are sent to the workers, which must see the same file).
@@ -323,7 +343,9 @@ def predict_tiled(
                             open_writer(path, shape, dtype, band_rows, palette=use_palette,
                                         attrs=attrs, compression=compression)))
         if executor is None:
-            n_workers = 2 if n_workers is None else int(n_workers)
+            if n_workers is None:
+                n_workers = auto_workers(tiles[0], predictor)
+            n_workers = int(n_workers)
             if n_workers < 1:
                 raise InputError(f"n_workers must be ≥ 1, not {n_workers}")
             # several tiles at once: let each tile's feature pass use fewer threads

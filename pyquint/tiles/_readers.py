@@ -115,7 +115,7 @@ class ArrayImage(LazyImage):
     """An in-memory (or memory-mapped) array seen through the reader interface."""
 
     def __init__(self, data: np.ndarray, axes: str | None = None, path: str | None = None) -> None:
-        data = np.asarray(data) if not isinstance(data, np.memmap) else data
+        data = data if isinstance(data, np.memmap) else np.asarray(data)
         if axes is None:
             axes = "yx" if data.ndim == 2 else guess_axes(data.shape)
         if len(axes) != data.ndim:
