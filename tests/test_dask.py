@@ -157,3 +157,25 @@ def test_unreachable_scheduler_is_a_clear_error(section, clf):
 
     with pytest.raises(PyquintError, match="cannot connect to the Dask scheduler"):
         get_client("tcp://127.0.0.1:9", timeout=1)
+
+
+def test_cli_predict_on_tcp_scheduler(tmp_path, section, clf, whole):
+    from click.testing import CliRunner
+    from distributed import LocalCluster
+    from PIL import Image
+
+    from pyquint.cli import main
+
+    _, proba = whole
+    model = tmp_path / "model.h5"
+    clf.save(model)
+    np.save(tmp_path / "sec.npy", section.image)
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp",
+                      dashboard_address=":0") as lc:
+        assert lc.scheduler_address.startswith("tcp://")
+        result = CliRunner().invoke(main, [
+            "large", "predict", str(model), str(tmp_path / "sec.npy"), "-o", str(tmp_path / "out"),
+            "--tile", "64", "--scheduler", lc.scheduler_address, "--workers", "3"])
+    assert result.exit_code == 0, result.output
+    seg = np.asarray(Image.open(tmp_path / "out" / "sec_Simple Segmentation.png"))
+    np.testing.assert_array_equal(seg, np.argmax(proba, -1) + 1)

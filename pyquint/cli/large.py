@@ -48,8 +48,10 @@ def _palette(spec: str | None, classifier) -> np.ndarray | None:
         for i, colour in enumerate(classifier.class_colors_):
             table[i + 1] = colour
         return table
-    from ..lut import load_lut
-
+    try:
+        from ..lut import load_lut
+    except ImportError as exc:  # pragma: no cover - pyquint.lut is part of the package
+        raise PyquintError(f"LUT support (pyquint.lut) is not available: {exc}") from exc
     return np.asarray(load_lut(spec).table, dtype=np.uint8)[:, :3]
 
 

@@ -89,11 +89,8 @@ def as_labels(data: np.ndarray, source: str = "labels") -> np.ndarray:
 def read_labels(path: str | os.PathLike) -> np.ndarray:
     """Read a label image file (PNG, TIFF, HDF5 ``file.h5/dataset``, .npy) as 2-D uint8."""
     data, axes = read_image(path)
-    if axes not in ("yx", "yxc") and data.ndim == len(axes):
-        # e.g. tifffile gives "zyx" for a single page with odd metadata; keep 2-D only
-        squeezed = np.squeeze(data)
-        if squeezed.ndim == 2:
-            data = squeezed
+    if data.ndim > 2 and not axes.endswith("c") and np.squeeze(data).ndim == 2:
+        data = np.squeeze(data)  # singleton z/t axes, e.g. a one-page stack
     return as_labels(data, source=str(path))
 
 

@@ -201,11 +201,12 @@ def _read_nih(data: bytes, source: str) -> np.ndarray | None:
     return interpolate_colors(planes) if n_colors < 256 else planes.copy()
 
 
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def _parse_number(token: str) -> float:
-    try:
-        return float(token)
-    except ValueError:
-        return float("nan")
+    """A decimal number as Java's parseDouble reads it, else NaN (as ImageJ's TextReader)."""
+    return float(token) if _NUMBER.fullmatch(token) else float("nan")
 
 
 def _read_text(data: bytes, source: str) -> np.ndarray:
@@ -215,7 +216,7 @@ def _read_text(data: bytes, source: str) -> np.ndarray:
     except UnicodeDecodeError as exc:  # pragma: no cover - latin-1 decodes any byte
         raise InputError(f"{source}: not a text LUT ({exc})") from exc
     rows: list[tuple[int, list[str]]] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(re.split(r"\r\n|\r|\n", text), start=1):
         tokens = [t for t in _TEXT_SPLIT.split(line) if t]
         if tokens:  # empty lines are ignored, as ImageJ does
             rows.append((lineno, tokens))
@@ -230,7 +231,7 @@ def _read_text(data: bytes, source: str) -> np.ndarray:
             )
     # TextReader: a first row with no number at all is a header.
     first = [_parse_number(t) for t in rows[0][1]]
-    if all(np.isnan(first)) and rows[0][1][0].lower() != "nan":
+    if all(np.isnan(first)) and rows[0][1][0] not in ("NaN", "nan"):
         rows = rows[1:]
     if width not in (3, 4) or not 256 <= len(rows) <= 258:
         raise InputError(

@@ -1,0 +1,270 @@
+"""``pyquint lut``: apply, show, convert and make lookup tables; Nutil colour tables."""
+
+from __future__ import annotations
+
+import functools
+import json
+import tempfile
+import warnings
+from pathlib import Path
+
+import click
+
+from ..errors import PyquintError
+
+_SUFFIXES = (".png", ".tif", ".tiff", ".h5", ".hdf5", ".npy", ".bmp", ".gif")
+
+
+def _friendly(func):
+    """Turn pyquint's errors into clean click errors (no traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except PyquintError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+def _parse_set(values: tuple[str, ...]) -> dict[int, tuple[int, int, int]]:
+    colours: dict[int, tuple[int, int, int]] = {}
+    for text in values:
+        try:
+            index_text, rgb_text = text.split("=", 1)
+            index = int(index_text)
+            rgb = tuple(int(v) for v in rgb_text.replace(" ", "").split(","))
+        except ValueError:
+            raise click.BadParameter(f"{text!r}: use INDEX=R,G,B, e.g. 2=255,0,0", param_hint="--set") from None
+        if len(rgb) != 3 or not 0 <= index <= 255 or any(not 0 <= v <= 255 for v in rgb):
+            raise click.BadParameter(
+                f"{text!r}: index 0..255 and three components 0..255, e.g. 2=255,0,0", param_hint="--set"
+            )
+        colours[index] = rgb  # type: ignore[assignment]
+    return colours
+
+
+def _get_lut(name: str, fiji: str | None, sets: tuple[str, ...]):
+    from ..lut import load_lut
+
+    lut = load_lut(name, fiji)
+    colours = _parse_set(sets)
+    return lut.with_colors(colours) if colours else lut
+
+
+_lut_option = click.option(
+    "--lut", "lut_name", default="glasbey", show_default=True,
+    help="LUT name (searched in --fiji's luts/, then pyquint's lut/; 'glasbey on dark' = "
+         "glasbey_on_dark.lut) or a path to a .lut file (raw, NIH Image or text).",
+)
+_fiji_option = click.option(
+    "--fiji", type=click.Path(file_okay=False), default=None,
+    help="Fiji.app/ImageJ folder whose luts/ is searched first (default: $FIJI_HOME or $PYQUINT_FIJI).",
+)
+_set_option = click.option(
+    "--set", "sets", multiple=True, metavar="INDEX=R,G,B",
+    help="Override one LUT entry, e.g. --set 2=255,0,0 --set 1=0,0,0 (repeatable).",
+)
+
+
+@click.group("lut")
+def cli() -> None:
+    """Lookup tables: colour label images for Nutil, as Fiji's Glasbey LUT does.
+
+    ilastik's segmentations hold labels 1..N and look black; Nutil needs each class in one
+    RGB colour. `pyquint lut apply` writes palette PNGs exactly as ImageJ does after
+    Image > Lookup Tables > glasbey and File > Save As > PNG.
+    """
+
+
+@cli.command("apply")
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@_lut_option
+@_fiji_option
+@_set_option
+@click.option("--rgb", is_flag=True, help="Write 24-bit RGB PNGs instead of palette (indexed) PNGs.")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Output folder; each output is named after its input, with .png.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: skip them, so a rerun resumes).")
+@click.option("--engine", type=click.Choice(["python", "imagej"]), default="python", show_default=True,
+              help="'python': Pillow, no Java. 'imagej': a real ImageJ via pyquint.imagej (same pixels).")
+@click.option("--check-names", is_flag=True,
+              help="Stop before any work if an output name breaks Nutil's/PyNutil's rules (_s<digits> ids).")
+@_friendly
+def apply_cmd(images, lut_name, fiji, sets, rgb, out_dir, overwrite, engine, check_names) -> None:
+    """Colour label images (files or folders) with a LUT and write PNGs to --out.
+
+    Labels must be 0..255 (uint8; 16-bit with small values is converted exactly, with a
+    warning, where ImageJ would rescale). Outputs are written atomically and never over an
+    input; existing outputs are skipped unless --overwrite.
+    """
+    from ..batch import collect_inputs, guard_outputs, progress
+    from ..io import split_h5_path
+    from ..lut import check_nutil_names, read_labels, write_lut, write_palette_png, write_rgb_png
+
+    inputs = collect_inputs(images, _SUFFIXES)
+    out = Path(out_dir)
+    outputs = [out / (split_h5_path(p)[0].stem + ".png") for p in inputs]
+    guard_outputs(inputs, outputs)
+    if check_names:
+        problems = check_nutil_names(outputs)
+        if problems:
+            raise click.ClickException("output names Nutil cannot use:\n  " + "\n  ".join(problems))
+    lut = _get_lut(lut_name, fiji, sets)
+    todo = [(i, o) for i, o in zip(inputs, outputs) if overwrite or not o.exists()]
+    skipped = len(inputs) - len(todo)
+    imagej_apply = None
+    tmpdir = None
+    if engine == "imagej":
+        if rgb:
+            raise click.UsageError("--rgb is not available with --engine imagej (ImageJ writes palette PNGs)")
+        imagej_apply = _imagej_backend()
+        tmpdir = tempfile.TemporaryDirectory(prefix="pyquint-lut-")
+        lut_path = write_lut(lut, Path(tmpdir.name) / f"{lut.name}.lut")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for src, dst in progress(todo, desc="lut apply", total=len(todo)):
+                if imagej_apply is not None:
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    imagej_apply(src, lut_path, dst)
+                    continue
+                labels = read_labels(src)
+                (write_rgb_png if rgb else write_palette_png)(dst, labels, lut)
+        for w in {str(w.message) for w in caught}:
+            click.echo(f"warning: {w}", err=True)
+    finally:
+        if tmpdir is not None:
+            tmpdir.cleanup()
+    click.echo(f"{len(todo)} written, {skipped} skipped (already there) -> {out}", err=True)
+
+
+def _imagej_backend():
+    try:
+        from .. import imagej  # noqa: PLC0415 - optional, heavy (Java)
+    except ImportError as exc:
+        raise click.ClickException(f"--engine imagej needs pyquint.imagej, which cannot be imported ({exc})") from exc
+    func = getattr(imagej, "apply_lut_imagej", None)
+    if func is None:
+        raise click.ClickException("--engine imagej: pyquint.imagej has no apply_lut_imagej in this build")
+    return func
+
+
+@cli.command("show")
+@click.argument("name")
+@_fiji_option
+@_set_option
+@click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="PNG to write: the LUT as ImageJ's 256 x 32 ramp (palette PNG).")
+@click.option("--height", default=32, show_default=True, type=click.IntRange(1, 4096))
+@_friendly
+def show_cmd(name, fiji, sets, out_path, height) -> None:
+    """Render a LUT as a picture, like ImageJ opening a LUT with no image open."""
+    from ..lut import lut_ramp, write_palette_png
+
+    lut = _get_lut(name, fiji, sets)
+    write_palette_png(out_path, lut_ramp(256, height), lut)
+    click.echo(f"{lut.name} -> {out_path}", err=True)
+
+
+@cli.command("convert")
+@click.argument("source")
+@click.argument("dest", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["binary", "text"]), default="binary", show_default=True,
+              help="binary: 768-byte raw LUT (what ImageJ's Save As > LUT writes); text: index r g b table.")
+@_fiji_option
+@_set_option
+@click.option("--overwrite", is_flag=True, help="Replace DEST if it exists.")
+@_friendly
+def convert_cmd(source, dest, fmt, fiji, sets, overwrite) -> None:
+    """Read a LUT (any ImageJ format, or a name) and write it as binary or text.
+
+    With --set this makes a custom LUT, e.g. `pyquint lut convert glasbey mine.lut --set 2=255,0,0`.
+    """
+    from ..batch import same_file
+    from ..lut import write_lut
+
+    if Path(source).exists() and same_file(source, dest):
+        raise click.ClickException(f"{dest}: would overwrite the input; choose another name")
+    if Path(dest).exists() and not overwrite:
+        raise click.ClickException(f"{dest}: exists; add --overwrite to replace it")
+    lut = _get_lut(source, fiji, sets)
+    write_lut(lut, dest, fmt)
+    click.echo(f"{lut.name} -> {dest} ({fmt})", err=True)
+
+
+@cli.command("make-glasbey")
+@click.option("--out", "out_dir", default="lut", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for glasbey.lut, glasbey_on_dark.lut, glasbey_inverted.lut.")
+@click.option("--variant", "variants", multiple=True,
+              type=click.Choice(["glasbey", "glasbey_on_dark", "glasbey_inverted"]),
+              help="Only these variants (default: all three).")
+@click.option("--format", "fmt", type=click.Choice(["binary", "text"]), default="binary", show_default=True)
+@_friendly
+def make_glasbey_cmd(out_dir, variants, fmt) -> None:
+    """Regenerate pyquint's Glasbey LUTs with its own generator (about 20 s).
+
+    glasbey: white first, CIELAB (D50); glasbey_on_dark: black first, CAM02-UCS;
+    glasbey_inverted: glasbey inverted and quantised as ImageJ's 8-bit Color does.
+    """
+    from ..lut import GLASBEY_VARIANTS, glasbey_lut, write_lut
+
+    for variant in variants or GLASBEY_VARIANTS:
+        path = write_lut(glasbey_lut(variant), Path(out_dir) / f"{variant}.lut", fmt)
+        click.echo(f"{variant} -> {path}", err=True)
+
+
+@cli.command("nutil-table")
+@_lut_option
+@_fiji_option
+@_set_option
+@click.option("--class", "classes", multiple=True, required=True, metavar="ID=NAME",
+              help="A class and its name, e.g. --class 1=background --class 2=cells (repeatable).")
+@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the table as .csv or .json (default: print JSON).")
+@click.option("--legend", type=click.Path(dir_okay=False), default=None,
+              help="Also write a legend PNG (swatch, name, R,G,B per class).")
+@_friendly
+def nutil_table_cmd(lut_name, fiji, sets, classes, out_path, legend) -> None:
+    """The RGB colour of each class for Nutil, and PyNutil's pixel_id (B,G,R order)."""
+    from ..io import atomic_output
+    from ..lut import colour_table, legend_image, write_colour_table
+
+    names: dict[int, str] = {}
+    for text in classes:
+        key, _, name = text.partition("=")
+        try:
+            names[int(key)] = name or f"class {key}"
+        except ValueError:
+            raise click.BadParameter(f"{text!r}: use ID=NAME, e.g. 2=cells", param_hint="--class") from None
+    lut = _get_lut(lut_name, fiji, sets)
+    rows = colour_table(lut, list(names), names)
+    if out_path:
+        write_colour_table(out_path, rows)
+    else:
+        click.echo(json.dumps(rows, indent=2))
+    if legend:
+        image = legend_image(names, lut, list(names))
+        with atomic_output(legend) as tmp:
+            image.save(tmp, format="PNG")
+
+
+@cli.command("check-names")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+def check_names_cmd(paths) -> None:
+    """Check file names (files or folders) against Nutil's and PyNutil's rules.
+
+    Prints every problem and exits with status 1 if there is any.
+    """
+    from ..lut import check_nutil_names
+
+    names: list[Path] = []
+    for p in map(Path, paths):
+        names.extend(sorted(p.iterdir()) if p.is_dir() else [p])
+    problems = check_nutil_names([n for n in names if not n.is_dir()])
+    for line in problems:
+        click.echo(line)
+    if problems:
+        raise SystemExit(1)
+    click.echo(f"{len(names)} names OK", err=True)
