@@ -159,14 +159,18 @@ def _pixel_labels(rng: np.random.Generator, truth: np.ndarray, tissue: np.ndarra
     h, w = shape
     labels = np.zeros(shape, np.uint8)
     yy, xx = np.mgrid[0:h, 0:w]
+    stain_distance = ndi.distance_transform_edt(truth == 0)
     for y0, x0 in centres[: max(4, len(centres) // 4)]:
         labels[_disk(yy, xx, y0, x0, 2.0) & (truth == 1)] = 2
+        # A tight background arc just outside the cell, as users label the edge of an object.
+        ring = _disk(yy, xx, y0, x0, 9.0) & (stain_distance >= 1.5) & (stain_distance < 2.5) & (yy > y0)
+        labels[ring] = 1
     streak_pixels = np.argwhere(truth == 2)
     if len(streak_pixels):
         pick = streak_pixels[rng.choice(len(streak_pixels), min(30, len(streak_pixels)), replace=False)]
         labels[pick[:, 0], pick[:, 1]] = 2
     # Background: short horizontal strokes far from any stain, in tissue and on the slide.
-    far = ndi.distance_transform_edt(truth == 0) > 6
+    far = ndi.distance_transform_edt(truth == 0) > 2.5
     for region, n_strokes in ((far & tissue, 12), (far & ~tissue, 4)):
         candidates = np.argwhere(region)
         for y0, x0 in candidates[rng.choice(len(candidates), n_strokes, replace=False)]:

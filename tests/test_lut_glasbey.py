@@ -26,7 +26,7 @@ def fiji(reference_dir):
 @pytest.fixture(scope="module")
 def fresh():
     # the real generator, once per test session (about 15-20 s)
-    return {n: glasbey_lut(n).table for n in ("glasbey", "glasbey_on_dark", "glasbey_inverted")}
+    return {n: glasbey_lut(n, cached=False).table for n in ("glasbey", "glasbey_on_dark", "glasbey_inverted")}
 
 
 def _matches(a, b) -> int:
@@ -123,6 +123,7 @@ def test_cam02ucs_equals_colorspacious():
     assert np.allclose(cam02ucs_from_srgb(rgb), ref, rtol=0, atol=1e-9)
 
 
-def test_unknown_variant():
+def test_unknown_variant_and_cache():
     with pytest.raises(InputError, match="glasbey_on_dark"):
         glasbey_lut("glasbey_on_light")
+    assert glasbey_lut("Glasbey On Dark") == read_lut(PYQUINT_LUT_DIR / "glasbey_on_dark.lut")

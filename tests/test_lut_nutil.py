@@ -60,7 +60,7 @@ def test_every_bad_name_reported():
         "d/brain_s012.png",
         "d/other_s0012.png",  # same number as s012
     ]
-    problems = check_nutil_names(names)
+    problems = check_nutil_names(names, require_png=True)
     joined = "\n".join(problems)
     for name in names[:-2]:
         assert name in joined, name
@@ -68,6 +68,8 @@ def test_every_bad_name_reported():
     assert "lower-case" in joined and "underscore" in joined and "hidden" in joined
     assert "space" in joined and "'.'" in joined and "2 section ids" in joined
     assert not any(p.startswith("d/brain_s012.png") for p in problems)
+    # section images may be TIFF: only segmentations must be PNG
+    assert check_nutil_names(["d/brain_s011.tif"]) == []
 
 
 def test_colour_table_nutil_and_pynutil(glasbey, tmp_path):

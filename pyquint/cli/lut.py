@@ -108,7 +108,7 @@ def apply_cmd(images, lut_name, fiji, sets, rgb, out_dir, overwrite, engine, che
     outputs = [out / (split_h5_path(p)[0].stem + ".png") for p in inputs]
     guard_outputs(inputs, outputs)
     if check_names:
-        problems = check_nutil_names(outputs)
+        problems = check_nutil_names(outputs, require_png=True)
         if problems:
             raise click.ClickException("output names Nutil cannot use:\n  " + "\n  ".join(problems))
     lut = _get_lut(lut_name, fiji, sets)
@@ -211,7 +211,7 @@ def make_glasbey_cmd(out_dir, variants, fmt) -> None:
     from ..lut import GLASBEY_VARIANTS, glasbey_lut, write_lut
 
     for variant in variants or GLASBEY_VARIANTS:
-        path = write_lut(glasbey_lut(variant), Path(out_dir) / f"{variant}.lut", fmt)
+        path = write_lut(glasbey_lut(variant, cached=False), Path(out_dir) / f"{variant}.lut", fmt)
         click.echo(f"{variant} -> {path}", err=True)
 
 
@@ -252,8 +252,12 @@ def nutil_table_cmd(lut_name, fiji, sets, classes, out_path, legend) -> None:
 
 @cli.command("check-names")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-def check_names_cmd(paths) -> None:
+@click.option("--any-type", is_flag=True,
+              help="Do not require .png (e.g. for section images rather than segmentations).")
+def check_names_cmd(paths, any_type) -> None:
     """Check file names (files or folders) against Nutil's and PyNutil's rules.
+
+    Segmentations must be PNG files with one '_s<digits>' section id and unique numbers.
 
     Prints every problem and exits with status 1 if there is any.
     """
@@ -262,7 +266,7 @@ def check_names_cmd(paths) -> None:
     names: list[Path] = []
     for p in map(Path, paths):
         names.extend(sorted(p.iterdir()) if p.is_dir() else [p])
-    problems = check_nutil_names([n for n in names if not n.is_dir()])
+    problems = check_nutil_names([n for n in names if not n.is_dir()], require_png=not any_type)
     for line in problems:
         click.echo(line)
     if problems:

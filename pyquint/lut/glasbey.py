@@ -388,27 +388,37 @@ def _glasbey_table() -> np.ndarray:
     return table
 
 
-def glasbey_lut(variant: str = "glasbey") -> Lut:
-    """Generate one of pyquint's Glasbey LUTs (takes seconds; ``load_lut`` reads the cached
-    files in the repository's ``lut/`` folder instead).
+def glasbey_lut(variant: str = "glasbey", *, cached: bool = True) -> Lut:
+    """One of pyquint's Glasbey LUTs.
 
     Parameters
     ----------
     variant : {"glasbey", "glasbey_on_dark", "glasbey_inverted"}
         Spaces are accepted for underscores ("glasbey on dark"), case-insensitively.
+    cached : bool
+        Read the generator's output committed in pyquint's ``lut/`` folder when it is there
+        (a test keeps it equal to a fresh generation); ``False`` always runs the generator
+        (about 5-10 s per variant).
     """
     key = str(variant).strip().lower().replace(" ", "_")
     if key.endswith(".lut"):
         key = key[:-4]
+    if key not in GLASBEY_VARIANTS:
+        raise InputError(f"unknown Glasbey variant {variant!r}; use one of {', '.join(GLASBEY_VARIANTS)}")
+    if cached:
+        from .formats import read_lut
+        from .library import PYQUINT_LUT_DIR
+
+        path = PYQUINT_LUT_DIR / f"{key}.lut"
+        if path.is_file():
+            return read_lut(path)
     if key == "glasbey":
         table = _glasbey_table()
     elif key == "glasbey_on_dark":
         table = glasbey_palette(256, [(0, 0, 0)], space="cam02-ucs", min_distance_from_base=35)
-    elif key == "glasbey_inverted":
+    else:  # glasbey_inverted
         inverted = 255 - _glasbey_table().astype(np.int64)
         table = median_cut_palette(inverted, max_colors=256)
         if len(table) != 256:  # pragma: no cover - the glasbey colours stay distinct in 15 bits
             table = np.vstack([table, np.zeros((256 - len(table), 3), np.uint8)])
-    else:
-        raise InputError(f"unknown Glasbey variant {variant!r}; use one of {', '.join(GLASBEY_VARIANTS)}")
     return Lut(key, table)

@@ -145,5 +145,5 @@ def load_lut(name_or_path: str | os.PathLike, fiji_dir: str | os.PathLike | None
         return read_lut(find_lut(name_or_path, fiji_dir))
     except InputError:
         if _normalise(text) in GLASBEY_VARIANTS and os.sep not in text:
-            return glasbey_lut(_normalise(text))
+            return glasbey_lut(_normalise(text), cached=False)
         raise

@@ -44,12 +44,13 @@ def section_id(name: str | os.PathLike) -> int | None:
     return int(matches[-1]) if matches else None
 
 
-def check_nutil_names(paths: Iterable[str | os.PathLike]) -> list[str]:
+def check_nutil_names(paths: Iterable[str | os.PathLike], *, require_png: bool = False) -> list[str]:
     """Every problem Nutil or PyNutil would have with these file names.
 
     Checks (names only; the files need not exist yet, so outputs can be checked before any
     work starts): hidden files (macOS ``._x.png`` are read as a duplicate section by
-    PyNutil), a file type Nutil does not read (segmentations must be PNG), exactly one
+    PyNutil), with ``require_png`` a file type Nutil does not read as a segmentation
+    (segmentations must be PNG; section images may be other types), exactly one
     lower-case ``_s<digits>`` section id, no other ``_s`` before it (Nutil reads the first),
     no ``.`` or spaces in the name before the extension, an ``s<digits>`` preceded by
     another separator (``-s001``, `` s001``, ``.s001``) or upper-case ``_S001``, and the
@@ -72,7 +73,7 @@ def check_nutil_names(paths: Iterable[str | os.PathLike]) -> list[str]:
             continue
         suffix = path.suffix.lower()
         stem = name[: -len(path.suffix)] if path.suffix else name
-        if suffix not in _NUTIL_SUFFIXES:
+        if require_png and suffix not in _NUTIL_SUFFIXES:
             where = "PyNutil reads it, but " if suffix in _PYNUTIL_SUFFIXES else ""
             problems.append(f"{path}: {where}Nutil reads segmentations as PNG files, not {suffix or 'no extension'}")
         ids = _SECTION.findall(stem)

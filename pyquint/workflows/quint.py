@@ -329,7 +329,7 @@ def run_quint(config: QuintConfig, *, truth: str | os.PathLike | None = None, tr
     -------
     QuintResult
     """
-    from ..lut import colour_table, legend_image, load_lut, write_lut
+    from ..lut import load_lut, write_lut
 
     config.validate()
     sections = list_sections(config)
@@ -399,8 +399,7 @@ def run_quint(config: QuintConfig, *, truth: str | os.PathLike | None = None, tr
         result.sections = list(progress(pool.map(process, sections), "segmenting sections", len(sections)))
 
     _write_run_outputs(result, config, sections, class_names, coloured, lut, n_classes,
-                       [p for p in (pixel_model_path, object_model_path) if p is not None],
-                       legend_image, colour_table)
+                       [p for p in (pixel_model_path, object_model_path) if p is not None])
     return result
 
 
@@ -411,14 +410,15 @@ def _count_objects(mask: np.ndarray) -> int:
 
 
 def _write_run_outputs(result: QuintResult, config: QuintConfig, sections: list[Path], class_names: list[str],
-                       coloured: list[int], lut, n_classes: int, models: list[Path], legend_image,
-                       colour_table) -> None:
+                       coloured: list[int], lut, n_classes: int, models: list[Path]) -> None:
+    from ..lut import colour_table, legend_image, write_colour_table
+
     out_dir = result.output_folder
     names = {c: class_names[c - 1] if c - 1 < len(class_names) else f"class {c}" for c in coloured}
-    legend = np.asarray(legend_image([names[c] for c in coloured], lut, coloured))
+    legend = np.asarray(legend_image([names[c] for c in coloured], lut, coloured).convert("RGB"))
     result.files["legend"] = write_image(out_dir / "legend.png", legend, "yxc")
-    rows = colour_table([names[c] for c in coloured], lut, coloured)
-    result.files["nutil_colours"] = _write_csv(out_dir / "nutil_colours.csv", rows)
+    rows = colour_table(lut, classes=coloured, class_names=[names[c] for c in coloured])
+    result.files["nutil_colours"] = write_colour_table(out_dir / "nutil_colours.csv", rows)
 
     summary = []
     for s in result.sections:

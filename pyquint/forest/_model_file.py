@@ -1,0 +1,203 @@
+"""Model files: a FlatForest and JSON metadata in a versioned, validated HDF5 layout
+(``docs/model-format.md``); nothing is ever unpickled or evaluated."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..errors import InputError, ModelFileError
+from ..io import atomic_output
+from ._flat import MAX_NODES, NODE_ARRAYS, FlatForest
+
+FORMAT_NAME = "pyquint-model"
+FORMAT_VERSION = 1
+MODEL_KINDS = ("pixel", "object")
+_MAX_METADATA = 16 * 1024 * 1024
+
+
+def _to_jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def save_model(
+    path: str | os.PathLike, kind: str, forest: FlatForest, metadata: Mapping[str, Any]
+) -> Path:
+    """Write a forest and its metadata to a pyquint model file (HDF5), atomically.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output file (conventionally ``.h5``); replaced atomically if it exists.
+    kind : {"pixel", "object"}
+        What the model classifies.
+    forest : FlatForest
+    metadata : mapping
+        JSON-serialisable information (feature selection, class names, colours, seed, ...).
+
+    Returns
+    -------
+    Path
+    """
+    import h5py
+
+    if kind not in MODEL_KINDS:
+        raise InputError(f"model kind must be one of {MODEL_KINDS}, not {kind!r}")
+    try:
+        meta_json = json.dumps(_to_jsonable(dict(metadata)), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"model metadata is not JSON-serialisable: {exc}") from exc
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT_NAME
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["kind"] = kind
+            f.attrs["pyquint_version"] = __version__
+            f.attrs["metadata"] = meta_json
+            g = f.create_group("forest")
+            g.attrs["n_features"] = forest.n_features
+            g.attrs["split_rule"] = forest.split_rule
+            g.attrs["n_trees"] = forest.n_trees
+            for name in NODE_ARRAYS:
+                arr = getattr(forest, name)
+                g.create_dataset(name, data=arr, compression="gzip", compression_opts=4,
+                                 shuffle=arr.size > 64)
+    return path
+
+
+_ALLOWED_FILTERS = {"gzip", "shuffle", "lzf", "fletcher32"}
+
+
+def _attr_str(attrs: Any, key: str, where: str) -> str:
+    if key not in attrs:
+        raise ModelFileError(f"{where}: attribute {key!r} is missing")
+    value = attrs[key]
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        raise ModelFileError(f"{where}: attribute {key!r} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _attr_int(attrs: Any, key: str, where: str) -> int:
+    if key not in attrs:
+        raise ModelFileError(f"{where}: attribute {key!r} is missing")
+    value = attrs[key]
+    if isinstance(value, np.ndarray) and value.shape in ((), (1,)):
+        value = value.reshape(-1)[0]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ModelFileError(f"{where}: attribute {key!r} must be an integer, not {value!r}")
+    return int(value)
+
+
+def _read_dataset(group: Any, name: str, where: str) -> np.ndarray:
+    import h5py
+
+    link = group.get(name, getlink=True)
+    if link is None:
+        raise ModelFileError(f"{where}: dataset 'forest/{name}' is missing")
+    if not isinstance(link, h5py.HardLink):
+        raise ModelFileError(f"{where}: 'forest/{name}' is a link to elsewhere; not allowed")
+    ds = group[name]
+    if not isinstance(ds, h5py.Dataset):
+        raise ModelFileError(f"{where}: 'forest/{name}' is not a dataset")
+    if ds.is_virtual or ds.external:
+        raise ModelFileError(f"{where}: 'forest/{name}' refers to external data; not allowed")
+    unknown = set(ds._filters) - _ALLOWED_FILTERS
+    if unknown:
+        raise ModelFileError(f"{where}: 'forest/{name}' uses unsupported filters {sorted(unknown)}")
+    if ds.dtype.kind not in "iuf" or ds.ndim > 2:
+        raise ModelFileError(f"{where}: 'forest/{name}' has unsupported type {ds.dtype} "
+                             f"or shape {ds.shape}")
+    if ds.size > MAX_NODES * (64 if name == "value" else 1):
+        raise ModelFileError(f"{where}: 'forest/{name}' is implausibly large ({ds.shape})")
+    return np.asarray(ds[()])
+
+
+def load_model(
+    path: str | os.PathLike, expected_kind: str | None = None
+) -> tuple[FlatForest, dict[str, Any]]:
+    """Read and validate a pyquint model file.
+
+    Parameters
+    ----------
+    path : str or path-like
+    expected_kind : {"pixel", "object"}, optional
+        Refuse a model of another kind.
+
+    Returns
+    -------
+    forest : FlatForest
+    metadata : dict
+
+    Raises
+    ------
+    ModelFileError
+        For a missing, truncated, corrupt, foreign, newer-version or inconsistent file. The
+        file's content is only ever read as numbers and JSON; nothing is unpickled or executed.
+    """
+    import h5py
+
+    path = Path(path)
+    where = str(path)
+    if not path.is_file():
+        raise ModelFileError(f"{where}: no such model file")
+    try:
+        if not h5py.is_hdf5(path):
+            raise ModelFileError(f"{where}: not a pyquint model (not an HDF5 file, or truncated)")
+        with h5py.File(path, "r") as f:
+            fmt = _attr_str(f.attrs, "format", where) if "format" in f.attrs else None
+            if fmt != FORMAT_NAME:
+                raise ModelFileError(f"{where}: not a pyquint model file (format attribute "
+                                     f"{fmt!r}, expected {FORMAT_NAME!r})")
+            version = _attr_int(f.attrs, "format_version", where)
+            if version != FORMAT_VERSION:
+                raise ModelFileError(
+                    f"{where}: model format version {version} is not supported by this pyquint "
+                    f"({__version__} reads version {FORMAT_VERSION}); "
+                    + ("upgrade pyquint" if version > FORMAT_VERSION else "re-train the model"))
+            kind = _attr_str(f.attrs, "kind", where)
+            if kind not in MODEL_KINDS:
+                raise ModelFileError(f"{where}: unknown model kind {kind!r}")
+            if expected_kind is not None and kind != expected_kind:
+                raise ModelFileError(f"{where}: this is a {kind} model, not a {expected_kind} model")
+            meta_text = _attr_str(f.attrs, "metadata", where)
+            if len(meta_text) > _MAX_METADATA:
+                raise ModelFileError(f"{where}: metadata attribute is implausibly large")
+            try:
+                metadata = json.loads(meta_text)
+            except ValueError as exc:
+                raise ModelFileError(f"{where}: metadata is not valid JSON ({exc})") from exc
+            if not isinstance(metadata, dict):
+                raise ModelFileError(f"{where}: metadata must be a JSON object")
+            link = f.get("forest", getlink=True)
+            if not isinstance(link, h5py.HardLink) or not isinstance(f["forest"], h5py.Group):
+                raise ModelFileError(f"{where}: group 'forest' is missing")
+            g = f["forest"]
+            arrays: dict[str, Any] = {name: _read_dataset(g, name, where) for name in NODE_ARRAYS}
+            arrays["n_features"] = _attr_int(g.attrs, "n_features", where)
+            arrays["split_rule"] = _attr_str(g.attrs, "split_rule", where)
+    except ModelFileError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise ModelFileError(f"{where}: corrupt or truncated model file ({exc})") from exc
+    try:
+        forest = FlatForest.from_arrays(arrays)
+    except ModelFileError as exc:
+        raise ModelFileError(f"{where}: invalid forest: {exc}") from exc
+    return forest, metadata
