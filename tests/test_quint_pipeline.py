@@ -176,3 +176,18 @@ def test_cli_run_with_flags(sample, tmp_path):
     assert res.exit_code == 0, res.output
     with Image.open(tmp_path / "o" / "segmentations" / "brain_s001.png") as im:
         assert tuple(im.getpalette()[6:9]) == (0, 255, 0)
+
+
+def test_probabilities_and_object_tables(sample, tmp_path):
+    import h5py
+
+    cfg = _config(sample, tmp_path / "extra", output__probabilities=True)
+    result = run_quint(cfg)
+    out = result.output_folder
+    with h5py.File(out / "probabilities" / "brain_s001_Probabilities.h5", "r") as f:
+        proba = f["exported_data"][()]
+        assert proba.dtype == np.float32 and proba.shape == (256, 320, 2)
+        assert "axistags" in f["exported_data"].attrs
+    np.testing.assert_allclose(proba.sum(-1), 1, atol=1e-6)
+    header = (out / "objects" / "brain_s001_table.csv").read_text().splitlines()[0]
+    assert header.startswith("object_id,timestep,labelimage_oid,User Label,Predicted Class,Probability of label")

@@ -262,19 +262,35 @@ def _threshold(proba: np.ndarray, o) -> np.ndarray:
                              sigma=(o.sigma, o.sigma), min_size=o.min_size, max_size=o.max_size)
 
 
-def _segment(image: np.ndarray, pixel_clf, object_clf, config: QuintConfig) -> tuple[np.ndarray, np.ndarray | None]:
-    """Final class image (uint8, 1..N) and, with the object step, the kept-object labels."""
+@dataclass
+class _Segmented:
+    segmentation: np.ndarray               # final classes 1..N (uint8)
+    proba: np.ndarray                      # pixel probabilities (y, x, N)
+    kept: np.ndarray | None = None         # labels of the kept objects (4-connected, 1..k)
+    objects: np.ndarray | None = None      # all thresholded objects
+    object_features: dict | None = None
+    object_classes: np.ndarray | None = None
+    object_proba: np.ndarray | None = None
+
+
+def _segment(image: np.ndarray, pixel_clf, object_clf, config: QuintConfig) -> _Segmented:
+    """Pixel classification, then (optionally) the object step that drops artefacts."""
+    from scipy import ndimage as ndi
+
     from ..pixel import simple_segmentation
 
     proba = pixel_clf.predict_proba(image)
     segmentation = simple_segmentation(proba)
     o = config.objects
     if not o.enabled:
-        return segmentation, None
+        return _Segmented(segmentation, proba)
     objects = _threshold(proba, o)
+    result = _Segmented(segmentation, proba, objects=objects)
     if object_clf is not None and objects.max() > 0:
-        classes = np.asarray(object_clf.predict(image, objects))
-        keep_ids = np.flatnonzero(classes == o.keep_class) + 1
+        result.object_features = object_clf.compute_features(image, objects)
+        result.object_proba = object_clf.predict_proba_features(result.object_features)
+        result.object_classes = 1 + np.argmax(result.object_proba, axis=1)
+        keep_ids = np.flatnonzero(result.object_classes == o.keep_class) + 1
         kept = np.isin(objects, keep_ids)
     else:
         kept = objects > 0
@@ -283,10 +299,23 @@ def _segment(image: np.ndarray, pixel_clf, object_clf, config: QuintConfig) -> t
     segmentation = segmentation.copy()
     segmentation[(segmentation == o.channel) & ~kept] = 1
     segmentation[kept] = o.channel
-    from scipy import ndimage as ndi
+    result.segmentation = segmentation
+    result.kept, _ = ndi.label(kept, structure=ndi.generate_binary_structure(2, 1))
+    return result
 
-    kept_labels, _ = ndi.label(kept, structure=ndi.generate_binary_structure(2, 1))
-    return segmentation, kept_labels
+
+def _write_extras(section: Path, seg: _Segmented, object_clf, config: QuintConfig, out_dir: Path) -> None:
+    """Optional per-section outputs: ilastik-layout probabilities and the object table."""
+    if config.output.probabilities:
+        from ..export import export_array
+
+        export_array(out_dir / "probabilities" / f"{section.stem}_Probabilities.h5", seg.proba, "yxc",
+                     drange=(0.0, 1.0))
+    if config.output.object_tables and seg.object_features is not None:
+        from ..objects.export import write_table
+
+        write_table(out_dir / "objects" / f"{section.stem}_table.csv", seg.object_features,
+                    list(object_clf.class_names), seg.object_classes, seg.object_proba)
 
 
 def _coloured_indices(segmentation: np.ndarray, classes: list[int] | None) -> np.ndarray:
@@ -373,10 +402,11 @@ def run_quint(config: QuintConfig, *, truth: str | os.PathLike | None = None, tr
             indices = read_image(out)[0][..., 0]
             own = {c: _count_objects(indices == c) for c in coloured}
         else:
-            segmentation, kept = _segment(image, pixel_clf, object_clf, config)
-            indices = _coloured_indices(segmentation, config.lut.classes)
+            seg = _segment(image, pixel_clf, object_clf, config)
+            _write_extras(section, seg, object_clf, config, out_dir)
+            indices = _coloured_indices(seg.segmentation, config.lut.classes)
             _write_png(indices, lut, out, config, lut_file)
-            own = {c: (int(kept.max()) if kept is not None and c == config.objects.channel
+            own = {c: (int(seg.kept.max()) if seg.kept is not None and c == config.objects.channel
                        else _count_objects(indices == c)) for c in coloured}
         rgb = qc.read_png_rgb(out)
         pixels = {c: int(np.count_nonzero(indices == c)) for c in range(1, n_classes + 1)}
