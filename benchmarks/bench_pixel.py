@@ -6,12 +6,16 @@ labels) each side runs two phases, each in its own subprocess:
 - *features*: the whole image's features (pyquint: ilastik's 49-channel "select all",
   ``rounding="fast"``; peer: ``skimage.feature.multiscale_basic_features`` defaults, 24
   channels), then training the 100-tree forest on the labelled pixels' vectors (fit s, forest
-  only; the peer's forest uses ``n_jobs=-1``);
+  only; the peer's forest uses ``n_jobs=-1``), then a retraining on 100,000 pixels drawn at
+  random with the section's true classes (``--retrain``, 0 to skip);
 - *pipeline*: what a user runs: fit from image + labels (features included; pyquint computes
-  them tile by tile where labels are), then a full prediction of the image (predict s/MP,
-  features included; pyquint works in tiles).
+  them only for rows with labels), then a full prediction of the image (predict s/MP,
+  features included; pyquint feeds feature bands to the forest while they are in cache),
+  then the export of the probabilities to HDF5 (pyquint: ``pyquint.export.export_array``;
+  peer: the same array written with h5py, uncompressed). *End to end* = predict + export.
 
-Peak RSS is each subprocess's maximum resident memory.
+Peak RSS is each subprocess's maximum resident memory; the load average (1 min) is sampled
+when each subprocess starts and ends, since other work on the machine skews timings.
 
 Usage::
 
@@ -53,13 +57,34 @@ def _section(size: int, seed: int):
     return s.image, s.labels
 
 
-def _worker(side: str, phase: str, size: int, trees: int, seed: int) -> dict:
+def _retrain_set(feats, size: int, seed: int, n: int):
+    """``n`` random pixels' feature vectors and true classes (1 + make_section's truth)."""
+    import numpy as np
+
+    from pyquint.data import make_section
+
+    truth = make_section(seed, shape=(size, size)).truth.ravel()
+    pick = np.sort(np.random.default_rng(seed).choice(truth.size, min(n, truth.size), False))
+    return feats.reshape(-1, feats.shape[-1])[pick], truth[pick].astype(np.int64) + 1
+
+
+def _export_peer(path, proba) -> None:
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.create_dataset("exported_data", data=proba)
+
+
+def _worker(side: str, phase: str, size: int, trees: int, seed: int, retrain: int) -> dict:
     """One side, one phase, in a fresh process (so that its peak RSS is its own)."""
+    import tempfile
+
     import numpy as np
 
     image, labels = _section(size, seed)
     mp = image.size / 1e6
-    res: dict = {"n_labelled": int((labels > 0).sum())}
+    res: dict = {"n_labelled": int((labels > 0).sum()), f"load_{phase}": [os.getloadavg()[0]]}
+    tmp = tempfile.TemporaryDirectory()
     if side == "pyquint":
         import sklearn.ensemble  # noqa: F401  (import time is not training time)
 
@@ -75,10 +100,16 @@ def _worker(side: str, phase: str, size: int, trees: int, seed: int) -> dict:
             res["features_s_per_mp"] = (time.perf_counter() - t) / mp
             res["n_features"] = feats.shape[-1]
             X, y = feats[labels > 0], labels[labels > 0].astype(np.int64)
+            if retrain:
+                Xr, yr = _retrain_set(feats, size, seed, retrain)
             del feats
             t = time.perf_counter()
             train_forest(X, y, n_trees=trees, seed=seed)
             res["fit_s"] = time.perf_counter() - t
+            if retrain:
+                t = time.perf_counter()
+                train_forest(Xr, yr, n_trees=trees, seed=seed)
+                res["retrain_s"] = time.perf_counter() - t
         else:
             clf = PixelClassifier(sel, n_trees=trees, seed=seed, rounding="fast")
             t = time.perf_counter()
@@ -88,6 +119,11 @@ def _worker(side: str, phase: str, size: int, trees: int, seed: int) -> dict:
             t = time.perf_counter()
             proba = clf.predict_proba(image)
             res["predict_s_per_mp"] = (time.perf_counter() - t) / mp
+            from pyquint.export import export_array
+
+            t = time.perf_counter()
+            export_array(os.path.join(tmp.name, "p.h5"), proba, "yxc")
+            res["export_s_per_mp"] = (time.perf_counter() - t) / mp
             res["stain_fraction"] = float((proba.argmax(-1) == 1).mean())
     else:
         from skimage.feature import multiscale_basic_features
@@ -102,6 +138,11 @@ def _worker(side: str, phase: str, size: int, trees: int, seed: int) -> dict:
         t = time.perf_counter()
         rf.fit(X, y)
         res["fit_s"] = time.perf_counter() - t
+        if phase == "features" and retrain:
+            Xr, yr = _retrain_set(feats, size, seed, retrain)
+            t = time.perf_counter()
+            RandomForestClassifier(n_estimators=trees, n_jobs=-1, random_state=seed).fit(Xr, yr)
+            res["retrain_s"] = time.perf_counter() - t
         if phase == "pipeline":  # features for training, fit, then predict from scratch
             res["fit_total_s"] = res["features_s_per_mp"] * mp + res["fit_s"]
             del feats
@@ -109,7 +150,15 @@ def _worker(side: str, phase: str, size: int, trees: int, seed: int) -> dict:
             f = multiscale_basic_features(image)
             proba = rf.predict_proba(f.reshape(-1, f.shape[-1])).reshape(image.shape + (-1,))
             res["predict_s_per_mp"] = (time.perf_counter() - t) / mp
+            t = time.perf_counter()
+            _export_peer(os.path.join(tmp.name, "p.h5"), proba.astype(np.float32))
+            res["export_s_per_mp"] = (time.perf_counter() - t) / mp
             res["stain_fraction"] = float((proba.argmax(-1) == 1).mean())
+    if phase == "pipeline":
+        res["end_to_end_s_per_mp"] = res["predict_s_per_mp"] + res["export_s_per_mp"]
+        res["end_to_end_mp_per_s"] = 1.0 / res["end_to_end_s_per_mp"]
+    tmp.cleanup()
+    res[f"load_{phase}"].append(os.getloadavg()[0])
     res[f"peak_rss_{phase}_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return res
 
@@ -119,18 +168,22 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=2048, help="image edge in pixels (default 2048)")
     parser.add_argument("--trees", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--retrain", type=int, default=100_000,
+                        help="pixels for the retraining measurement (0: skip)")
     parser.add_argument("--worker", choices=["pyquint", "peer"], help=argparse.SUPPRESS)
     parser.add_argument("--phase", choices=["features", "pipeline"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(_worker(args.worker, args.phase, args.size, args.trees, args.seed)))
+        print(json.dumps(_worker(args.worker, args.phase, args.size, args.trees, args.seed,
+                                 args.retrain)))
         return
     results: dict[str, dict] = {"pyquint": {}, "peer": {}}
     for side in ("pyquint", "peer"):
         for phase in ("features", "pipeline"):
             proc = subprocess.run(
                 [sys.executable, __file__, "--worker", side, "--phase", phase, "--size",
-                 str(args.size), "--trees", str(args.trees), "--seed", str(args.seed)],
+                 str(args.size), "--trees", str(args.trees), "--seed", str(args.seed),
+                 "--retrain", str(args.retrain)],
                 capture_output=True, text=True, env={**os.environ, "PYQUINT_NO_PROGRESS": "1"},
             )
             if proc.returncode != 0:
@@ -146,11 +199,22 @@ def main() -> None:
             ("fit s (forest only)", "fit_s", "{:.2f}"),
             ("fit s (with features)", "fit_total_s", "{:.2f}"),
             ("predict s/MP", "predict_s_per_mp", "{:.3f}"),
+            ("export s/MP", "export_s_per_mp", "{:.3f}"),
+            ("end to end s/MP", "end_to_end_s_per_mp", "{:.3f}"),
             ("peak RSS MB, features", "peak_rss_features_mb", "{:.0f}"),
             ("peak RSS MB, fit+pred", "peak_rss_pipeline_mb", "{:.0f}")]
+    if args.retrain:
+        rows.append((f"retrain s ({args.retrain} px)", "retrain_s", "{:.2f}"))
     for label, key, fmt in rows:
         ratio = b[key] / a[key] if a[key] else float("nan")
         print(f"{label:22}{fmt.format(a[key]):>12}{fmt.format(b[key]):>17}{ratio:>20.2f}")
+    label = "end to end MP/s"
+    ea, eb = a["end_to_end_mp_per_s"], b["end_to_end_mp_per_s"]
+    print(f"{label:22}{ea:>12.2f}{eb:>17.2f}{ea / eb:>20.2f}  (pyquint/peer)")
+    loads = {f"{side} {k[5:]}": v for side, r in results.items() for k, v in r.items()
+             if k.startswith("load_")}
+    print("load average (1 min) at start/end:",
+          "; ".join(f"{k} {v[0]:.2f}/{v[1]:.2f}" for k, v in loads.items()))
     print(f"stain fraction predicted: pyquint {a['stain_fraction']:.3f}, peer {b['stain_fraction']:.3f}")
 
 

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ import numpy as np
 from . import __version__
 from .errors import InputError, ModelFileError
 from .features import FeatureSelection, compute_features, feature_halo, feature_names
+from .features._compute import feature_bands
 from .forest import FlatForest, _resolve_seed, load_model, save_model, train_forest
 
 __all__ = [
@@ -47,7 +50,8 @@ ILASTIK_LABEL_COLORS: tuple[tuple[int, int, int], ...] = (
     (240, 50, 230), (210, 245, 60), (255, 215, 180), (230, 190, 255), (128, 128, 128),
 )
 ROUNDINGS = ("exact", "muladd", "fast")
-# Feature memory per prediction tile (float32 channels over the tile and its halo).
+# Feature memory per prediction tile (float32 channels over the tile and its halo; for the
+# banded fast 2-D path, the pre-smoothed planes).
 _TILE_BYTES = 256 * 2**20
 
 
@@ -258,13 +262,62 @@ class PixelClassifier:
         return compute_features(image, self._selection(), axes=axes, rounding=self.rounding,
                                 n_threads=self.n_jobs)
 
+    def _banded(self, ndim: int) -> bool:
+        # 2-D fast features are produced band by band and fed to the forest while in cache
+        return self.rounding == "fast" and ndim == 2
+
     def _tile_size(self, ndim: int, image: np.ndarray) -> int:
         """Tile edge whose features (with halo) take about ``_TILE_BYTES``."""
         selection = self._selection()
-        n_feat = selection.n_channels(image.shape[-1], ndim)
-        depth = image.shape[0] if ndim == 3 else 1
-        edge = int(math.sqrt(_TILE_BYTES / (4 * n_feat * depth)))
+        if self._banded(ndim):  # only the pre-smoothed planes exist for a whole tile
+            n_scales = len({j for _, j, _ in selection.blocks(2, 1)})
+            per_pixel = 4 * n_scales * image.shape[-1]
+        else:
+            depth = image.shape[0] if ndim == 3 else 1
+            per_pixel = 4 * selection.n_channels(image.shape[-1], ndim) * depth
+        edge = int(math.sqrt(_TILE_BYTES / per_pixel))
         return max(64, edge - 2 * feature_halo(selection))
+
+    def _threads(self) -> int:
+        if self.n_jobs is None or self.n_jobs < 1:
+            try:
+                return len(os.sched_getaffinity(0))
+            except AttributeError:  # pragma: no cover - not Linux
+                return os.cpu_count() or 1
+        return int(self.n_jobs)
+
+    def _tiles(self, image: np.ndarray, axes: str, tile: int, halo: int,
+               consume: Any, pool: ThreadPoolExecutor | None, rows: Any = None) -> None:
+        """Features of every tile's core, in pieces: ``consume(core_index, features)``.
+
+        ``core_index`` indexes the image's spatial axes; ``features`` holds the features of
+        exactly those pixels (computed with the tile's halo, so they equal whole-image
+        features). ``rows(core)`` may narrow a tile to the y range that is needed
+        (``(y0, y1)`` within the core, or None to skip the tile).
+        """
+        ndim = image.ndim - 1
+        for core, outer in _tile_windows(image.shape[:-1], tile, halo):
+            span = (core[-2].start, core[-2].stop) if rows is None else rows(core)
+            if span is None:
+                continue
+            inner = tuple(slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, outer))
+            if not self._banded(ndim):
+                feats = self._features(image[outer], axes)
+                consume(core, feats[inner])
+                continue
+            bands = feature_bands(image[outer], self._selection(), axes=axes,
+                                  n_threads=self._threads())
+            oy = outer[-2].start
+
+            def band(y0: int, y1: int, feats: np.ndarray, core: Any = core, inner: Any = inner,
+                     oy: int = oy) -> None:
+                consume((slice(oy + y0, oy + y1), core[-1]), feats[:, inner[-1]])
+
+            bands.map(band, rows=(span[0] - oy, span[1] - oy), pool=pool)
+
+    def _pool(self) -> ThreadPoolExecutor | None:
+        n = self._threads()
+        return ThreadPoolExecutor(n) if n > 1 else None
 
     def _check_image(self, image: Any, name: str = "image") -> tuple[np.ndarray, str]:
         self._check_fitted()
@@ -341,27 +394,16 @@ class PixelClassifier:
         colors = _check_colors(self.class_colors, n_classes)
 
         xs, ys = [], []
-        for image, axes, lab in pairs:
-            if not lab.any():
-                continue
-            # Features tile by tile, only where there are labels (memory stays bounded and
-            # unlabelled areas cost nothing); samples are then put back in the row-major
-            # order of the whole image, so the forest does not depend on the tiling.
-            idx, xs_image, ys_image = [], [], []
-            for core, outer in _tile_windows(image.shape[:-1], self._tile_size(ndim, image), halo):
-                sub_lab = lab[core]
-                if not sub_lab.any():
-                    continue
-                feats = self._features(image[outer], axes)
-                inner = tuple(slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, outer))
-                mask = sub_lab > 0
-                xs_image.append(feats[inner][mask])
-                ys_image.append(sub_lab[mask])
-                coords = [c + s_.start for c, s_ in zip(np.nonzero(mask), core)]
-                idx.append(np.ravel_multi_index(coords, lab.shape))
-            order = np.argsort(np.concatenate(idx), kind="stable")
-            xs.append(np.concatenate(xs_image)[order])
-            ys.append(np.concatenate(ys_image)[order])
+        pool = self._pool() if self._banded(ndim) else None
+        try:
+            for image, axes, lab in pairs:
+                if lab.any():
+                    x_img, y_img = self._labelled_features(image, axes, lab, halo, pool)
+                    xs.append(x_img)
+                    ys.append(y_img)
+        finally:
+            if pool is not None:
+                pool.shutdown()
         X, y = np.concatenate(xs), np.concatenate(ys)
         seed = _resolve_seed(self.seed)
         self.forest_: FlatForest = train_forest(X, y.astype(np.int64), n_trees=self.n_trees,
@@ -380,6 +422,35 @@ class PixelClassifier:
             "input_dtypes": sorted(set(dtypes)),
         }
         return self
+
+    def _labelled_features(self, image: np.ndarray, axes: str, lab: np.ndarray, halo: int,
+                           pool: ThreadPoolExecutor | None) -> tuple[np.ndarray, np.ndarray]:
+        """Feature vectors and labels of the labelled pixels of one image, in row-major order.
+
+        Features are computed tile by tile and, within a tile, only for the rows that hold
+        labels (memory stays bounded, unlabelled areas cost nothing); samples are put back in
+        the row-major order of the whole image, so the forest depends on neither.
+        """
+        idx, xs, ys = [], [], []
+        lock = threading.Lock()
+
+        def rows(core: Any) -> tuple[int, int] | None:
+            hit = np.nonzero(lab[core].reshape(-1, *lab[core].shape[-2:]).any(axis=(0, 2)))[0]
+            if hit.size == 0:
+                return None
+            return core[-2].start + int(hit[0]), core[-2].start + int(hit[-1]) + 1
+
+        def consume(core: Any, feats: np.ndarray) -> None:
+            mask = lab[core] > 0
+            coords = [c + s_.start for c, s_ in zip(np.nonzero(mask), core)]
+            with lock:
+                xs.append(feats[mask])
+                ys.append(lab[core][mask])
+                idx.append(np.ravel_multi_index(coords, lab.shape))
+
+        self._tiles(image, axes, self._tile_size(image.ndim - 1, image), halo, consume, pool, rows)
+        order = np.argsort(np.concatenate(idx), kind="stable")
+        return np.concatenate(xs)[order], np.concatenate(ys)[order]
 
     # ------------------------------------------------------------------ prediction
     def transform(self, image: Any) -> np.ndarray:
@@ -412,12 +483,19 @@ class PixelClassifier:
         elif tile_size < 1:
             raise InputError(f"tile_size must be positive, not {tile_size}")
         out = np.empty(spatial + (self.n_classes_,), dtype=np.float32)
-        for core, outer in _tile_windows(spatial, tile_size, halo):
-            feats = self._features(image[outer], axes)
-            inner = tuple(slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, outer))
-            out[core] = self.forest_.predict_proba(feats[inner], n_classes=self.n_classes_,
-                                                   n_jobs=self.n_jobs)
-            del feats
+        banded = self._banded(self.ndim_)
+
+        def consume(core: Any, feats: np.ndarray) -> None:
+            # bands arrive in worker threads, one forest thread each; whole tiles use them all
+            out[core] = self.forest_.predict_proba(feats, n_classes=self.n_classes_,
+                                                   n_jobs=1 if banded else self.n_jobs)
+
+        pool = self._pool() if banded else None
+        try:
+            self._tiles(image, axes, tile_size, halo, consume, pool)
+        finally:
+            if pool is not None:
+                pool.shutdown()
         return out
 
     def predict(self, image: Any) -> np.ndarray:

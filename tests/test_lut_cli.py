@@ -139,7 +139,10 @@ def test_apply_check_names(runner, tmp_path):
 
 def test_apply_imagej_engine_missing(runner, tmp_path, monkeypatch):
     _labels(tmp_path / "seg", 1)
+    import pyquint
+
     monkeypatch.setitem(sys.modules, "pyquint.imagej", None)  # import fails
+    monkeypatch.delattr(pyquint, "imagej", raising=False)     # even if imported earlier
     res = runner.invoke(main, ["lut", "apply", str(tmp_path / "seg"), "-o", str(tmp_path / "o"), "--engine", "imagej"])
     assert res.exit_code != 0 and "pyquint.imagej" in res.output
 

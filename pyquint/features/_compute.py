@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io import to_canonical
-from ._fast2d import compute_2d_fast
+from ._fast2d import FeatureBands, compute_2d_fast
 from ._kernels import correlate_axis, half_kernel, sep_filter_2d_fast, transpose_rows
 from ._selection import (
     FILTER_WINDOW,
@@ -20,7 +20,7 @@ from ._selection import (
     presmooth_sigma,
 )
 
-__all__ = ["compute_features", "ROUNDINGS"]
+__all__ = ["compute_features", "feature_bands", "ROUNDINGS"]
 
 #: ``exact``: fastfilters' float32 FMA arithmetic (ilastik ≥ 1.4); ``muladd``: the same without
 #: FMA (ilastik < 1.4 builds); ``fast``: OpenCV/scipy, a few float32 ulps from ``exact``.
@@ -290,3 +290,36 @@ def compute_features(
             for future in [pool.submit(task, c, j) for c, j in jobs]:
                 future.result()
     return _interleave(channels, spatial)
+
+
+def feature_bands(
+    image: np.ndarray,
+    selection: FeatureSelection | None = None,
+    *,
+    axes: str = "yxc",
+    n_threads: int | None = None,
+) -> FeatureBands:
+    """``rounding="fast"`` features of a 2-D image, to be consumed band by band.
+
+    Validates like :func:`compute_features` and returns a :class:`FeatureBands` whose
+    ``map(consume, rows, pool=...)`` hands ``(rows, W, F)`` feature bands to ``consume``
+    (equal to the rows of ``compute_features(image, selection, axes=axes, rounding="fast")``)
+    without ever holding the whole ``(H, W, F)`` array: a pixel classifier can run its forest
+    on each band while it is in cache.
+
+    Raises
+    ------
+    InputError
+        As :func:`compute_features`, and for images that are not 2-D.
+    """
+    if selection is None:
+        selection = FeatureSelection.all()
+    if not isinstance(selection, FeatureSelection):
+        raise InputError(f"selection must be a FeatureSelection, not {type(selection).__name__}")
+    data, canon = to_canonical(_as_float32(image), axes)
+    if canon != "yxc":
+        raise InputError(f"feature bands need a 2-D image (yx or yxc), not axes {canon!r}")
+    _check_size(selection, data.shape[:-1], (True,) * len(selection.scales))
+    if n_threads is None or n_threads < 1:
+        n_threads = os.cpu_count() or 1
+    return FeatureBands(np.ascontiguousarray(data), selection, n_threads)
