@@ -14,7 +14,7 @@ ilastik's scales, computed in two stages (pre-smoothing at ``sqrt(σ²−1)``, t
 'Gaussian Smoothing (σ=0.3) in 2D'
 """
 
-from ._compute import ROUNDINGS, compute_features
+from ._compute import ROUNDINGS, compute_features, feature_bands
 from ._kernels import full_kernel, half_kernel, kernel_radius
 from ._selection import (
     DEFAULT_SCALES,
@@ -36,6 +36,7 @@ __all__ = [
     "ROUNDINGS",
     "FeatureSelection",
     "compute_features",
+    "feature_bands",
     "feature_halo",
     "feature_names",
     "filter_sigma",
