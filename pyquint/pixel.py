@@ -29,8 +29,7 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError, ModelFileError
-from .features import FeatureSelection, compute_features, feature_halo, feature_names
-from .features import feature_bands
+from .features import FeatureSelection, compute_features, feature_bands, feature_halo, feature_names
 from .forest import FlatForest, _resolve_seed, load_model, save_model, train_forest
 
 __all__ = [
