@@ -211,6 +211,11 @@ class PixelClassifier:
     rounding : {"fast", "exact", "muladd"}
         Arithmetic of the feature filters (see :func:`pyquint.features.compute_features`);
         ``"fast"`` is within 1e-5 of ``"exact"`` (which reproduces ilastik ≥ 1.4 bit for bit).
+    trainer : {"sklearn", "fast"}
+        Forest trainer: scikit-learn's RandomForestClassifier with ilastik's settings (default)
+        or pyquint's compiled trainer (same rules: bootstrap, Gini, round(√F) features, grown
+        to purity; about 8× faster, agrees with scikit-learn's forest on ≥ 99.7 % of pixels in
+        tests, but gives other trees for the same seed).
 
     Attributes
     ----------
@@ -237,6 +242,7 @@ class PixelClassifier:
         class_colors: Sequence[Sequence[int]] | None = None,
         n_jobs: int | None = None,
         rounding: str = "fast",
+        trainer: str = "sklearn",
     ) -> None:
         self.features = features
         self.n_trees = n_trees
@@ -245,6 +251,7 @@ class PixelClassifier:
         self.class_colors = class_colors
         self.n_jobs = n_jobs
         self.rounding = rounding
+        self.trainer = trainer
 
     # ------------------------------------------------------------------ helpers
     def _selection(self) -> FeatureSelection:
@@ -406,7 +413,7 @@ class PixelClassifier:
         X, y = np.concatenate(xs), np.concatenate(ys)
         seed = _resolve_seed(self.seed)
         self.forest_: FlatForest = train_forest(X, y.astype(np.int64), n_trees=self.n_trees,
-                                                seed=seed, n_jobs=self.n_jobs)
+                                                seed=seed, n_jobs=self.n_jobs, backend=self.trainer)
         self.seed_ = seed
         self.n_classes_ = n_classes
         self.classes_ = np.array(sorted(present), dtype=np.int64)
@@ -512,6 +519,7 @@ class PixelClassifier:
         return {
             "features": self._selection().to_dict(),
             "rounding": self.rounding,
+            "trainer": self.trainer,
             "n_trees": int(self.forest_.n_trees),
             "seed": int(self.seed_),
             "n_classes": int(self.n_classes_),
@@ -562,6 +570,10 @@ class PixelClassifier:
         clf = cls(features=selection, n_trees=forest.n_trees, seed=seed, class_names=names,
                   class_colors=colors, rounding=rounding)
         clf.forest_ = forest
+        trainer = meta.get("trainer", "sklearn")
+        if trainer not in ("sklearn", "fast"):
+            raise ModelFileError(f"{where}: unknown trainer {trainer!r}")
+        clf.trainer = trainer
         clf.seed_ = seed
         clf.n_classes_ = n_classes
         clf.classes_ = forest.classes.copy()

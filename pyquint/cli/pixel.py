@@ -167,6 +167,9 @@ def cli() -> None:
               show_default=True,
               help="Feature arithmetic: 'exact' reproduces ilastik >= 1.4 bit for bit, 'muladd' "
                    "ilastik < 1.4, 'fast' is within 1e-5 of 'exact'.")
+@click.option("--trainer", type=click.Choice(["sklearn", "fast"]), default="sklearn", show_default=True,
+              help="Forest trainer: scikit-learn with ilastik's settings, or pyquint's compiled "
+                   "trainer (same rules, ~8x faster, other trees for the same seed).")
 @click.option("--axes", default=None,
               help="Axes of the input images when the files do not say (e.g. 'cyx').")
 @click.option("--jobs", type=click.IntRange(1, 1024), default=None, help="Threads (default: all cores).")
@@ -175,8 +178,8 @@ def cli() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing model file.")
 def train(images: tuple[Path, ...], labels: tuple[Path, ...], images_dir: Path | None,
           labels_dir: Path | None, features: str, trees: int, seed: int | None,
-          class_names: str | None, class_colors: str | None, rounding: str, axes: str | None,
-          jobs: int | None, output: Path, overwrite: bool) -> None:
+          class_names: str | None, class_colors: str | None, rounding: str, trainer: str,
+          axes: str | None, jobs: int | None, output: Path, overwrite: bool) -> None:
     """Train a pixel classifier from IMAGES and their label images; write a model file.
 
     Every labelled (non-zero) pixel of every image is a training sample, as in ilastik.
@@ -207,7 +210,7 @@ def train(images: tuple[Path, ...], labels: tuple[Path, ...], images_dir: Path |
         names = [n.strip() for n in class_names.split(",")] if class_names else None
         clf = PixelClassifier(features=_parse_features(features), n_trees=trees, seed=seed,
                               class_names=names, class_colors=_parse_colors(class_colors),
-                              n_jobs=jobs, rounding=rounding)
+                              n_jobs=jobs, rounding=rounding, trainer=trainer)
         imgs, labs = [], []
         for img_path, lab_path in progress(list(zip(image_paths, label_paths)), "reading"):
             imgs.append(_read_canonical(img_path, axes))

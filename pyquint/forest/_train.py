@@ -26,6 +26,7 @@ def train_forest(
     n_trees: int = 100,
     seed: int | None = None,
     n_jobs: int | None = None,
+    backend: str = "sklearn",
 ) -> FlatForest:
     """Train a random forest configured as close to ilastik's vigra forest as scikit-learn allows.
 
@@ -47,13 +48,18 @@ def train_forest(
     n_jobs : int, optional
         Threads for training (scikit-learn's ``n_jobs``; default all cores); does not change
         the result.
+    backend : {"sklearn", "fast"}
+        ``"sklearn"``: scikit-learn's ``RandomForestClassifier``. ``"fast"``: pyquint's
+        compiled vigra-like trainer (same recipe, exact Gini splits at midpoints between
+        distinct values, several times faster); both give forests of the same quality but
+        not the same trees for a seed.
 
     Returns
     -------
     FlatForest
     """
-    from sklearn.ensemble import RandomForestClassifier
-
+    if backend not in ("sklearn", "fast"):
+        raise InputError(f"backend must be 'sklearn' or 'fast', not {backend!r}")
     X = np.asarray(X)
     y = np.asarray(y)
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
@@ -68,10 +74,17 @@ def train_forest(
     if isinstance(n_trees, bool) or not isinstance(n_trees, (int, np.integer)) or n_trees < 1:
         raise InputError(f"the number of trees must be a positive integer, not {n_trees!r}")
     n_features = X.shape[1]
+    mtry = max(1, min(n_features, int(math.sqrt(n_features) + 0.5)))
+    if backend == "fast":
+        from ._fast_train import fast_train_forest
+
+        return fast_train_forest(X, y, int(n_trees), _resolve_seed(seed), mtry, n_jobs)
+    from sklearn.ensemble import RandomForestClassifier
+
     rf = RandomForestClassifier(
         n_estimators=int(n_trees),
         criterion="gini",
-        max_features=max(1, min(n_features, int(math.sqrt(n_features) + 0.5))),
+        max_features=mtry,
         bootstrap=True,
         min_samples_leaf=1,
         min_samples_split=2,
