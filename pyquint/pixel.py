@@ -29,6 +29,7 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError, ModelFileError
+from .export import EXPORT_SOURCES
 from .features import FeatureSelection, compute_features, feature_bands, feature_halo, feature_names
 from .forest import FlatForest, _resolve_seed, load_model, save_model, train_forest
 
@@ -112,6 +113,22 @@ def uncertainty_from_proba(proba: np.ndarray) -> np.ndarray:
     # float32 arithmetic, as ilastik's OpEnsembleMargin computes on float32 probabilities
     return (np.float32(1) - (top2[..., 1].astype(np.float32) - top2[..., 0].astype(np.float32))
             ).astype(np.float32)
+
+
+def sources_from_proba(proba: np.ndarray, sources: Any) -> dict[str, np.ndarray]:
+    """The export sources that follow from probabilities, channels last.
+
+    "Probabilities" (``proba`` itself), "Simple Segmentation" (uint8 argmax + 1) and
+    "Uncertainty" (float32); other names in ``sources`` are ignored.
+    """
+    out: dict[str, np.ndarray] = {}
+    if "Probabilities" in sources:
+        out["Probabilities"] = proba
+    if "Simple Segmentation" in sources:
+        out["Simple Segmentation"] = simple_segmentation(proba)[..., np.newaxis]
+    if "Uncertainty" in sources:
+        out["Uncertainty"] = uncertainty_from_proba(proba)[..., np.newaxis]
+    return out
 
 
 def _canonical(image: Any, name: str) -> tuple[np.ndarray, str]:
@@ -481,6 +498,68 @@ class PixelClassifier:
         float32 array, shape spatial + (N,)
             Channel ``i`` is label ``i + 1``; rows sum to 1; multiples of 1/n_trees.
         """
+        return self._predict(image, tile_size, labels=False)
+
+    def predict(self, image: Any, *, tile_size: int | None = None) -> np.ndarray:
+        """Simple Segmentation: uint8 class 1..N of every pixel (argmax + 1, ties → lower).
+
+        Equal to ``simple_segmentation(self.predict_proba(image))``, computed without the
+        probabilities: a pixel's trees stop as soon as the rest cannot change its class
+        (:meth:`pyquint.forest.FlatForest.predict`).
+        """
+        return self._predict(image, tile_size, labels=True)
+
+    def uncertainty(self, image: Any) -> np.ndarray:
+        """Uncertainty ``1 − (p1 − p2)`` of every pixel, float32 (0 everywhere for N = 1)."""
+        return uncertainty_from_proba(self.predict_proba(image))
+
+    def predict_sources(self, image: Any, sources: Any) -> dict[str, np.ndarray]:
+        """ilastik's export sources of one image, each with channels last.
+
+        Parameters
+        ----------
+        image : array
+            As in :meth:`predict_proba`.
+        sources : sequence of str
+            Any of :data:`pyquint.export.EXPORT_SOURCES` ("Probabilities", "Simple
+            Segmentation", "Uncertainty", "Features", "Labels").
+
+        Returns
+        -------
+        dict
+            ``source → array`` (spatial + (channels,)): Probabilities float32 (N channels),
+            Simple Segmentation uint8, Uncertainty float32, Features float32, Labels uint8 (all
+            0: prediction inputs carry no labels, as in ilastik's batch mode). Features are
+            computed once; when only the segmentation is asked for, no probabilities are made.
+        """
+        image, _ = self._check_image(image)
+        sources = list(dict.fromkeys(sources))
+        unknown = [s for s in sources if s not in EXPORT_SOURCES]
+        if unknown:
+            raise InputError(f"unknown export source(s) {unknown}; choose from {list(EXPORT_SOURCES)}")
+        out: dict[str, np.ndarray] = {}
+        proba = None
+        needs_proba = bool({"Probabilities", "Uncertainty"} & set(sources))
+        if "Features" in sources:
+            feats = self.transform(image)
+            out["Features"] = feats
+            if needs_proba:
+                proba = self.forest_.predict_proba(feats, n_classes=self.n_classes_,
+                                                   n_jobs=self.n_jobs)
+            elif "Simple Segmentation" in sources:
+                out["Simple Segmentation"] = self.forest_.predict(
+                    feats, n_classes=self.n_classes_, n_jobs=self.n_jobs)[..., np.newaxis]
+        elif needs_proba:
+            proba = self.predict_proba(image)
+        elif "Simple Segmentation" in sources:
+            out["Simple Segmentation"] = self.predict(image)[..., np.newaxis]
+        if proba is not None:
+            out.update(sources_from_proba(proba, sources))
+        if "Labels" in sources:
+            out["Labels"] = np.zeros(image.shape[:-1] + (1,), np.uint8)
+        return {s: out[s] for s in sources}
+
+    def _predict(self, image: Any, tile_size: int | None, labels: bool) -> np.ndarray:
         image, axes = self._check_image(image)
         spatial = image.shape[:-1]
         halo = feature_halo(self._selection())
@@ -488,13 +567,17 @@ class PixelClassifier:
             tile_size = self._tile_size(self.ndim_, image)
         elif tile_size < 1:
             raise InputError(f"tile_size must be positive, not {tile_size}")
-        out = np.empty(spatial + (self.n_classes_,), dtype=np.float32)
+        if labels:
+            out = np.empty(spatial, dtype=np.uint8)
+            forest = self.forest_.predict
+        else:
+            out = np.empty(spatial + (self.n_classes_,), dtype=np.float32)
+            forest = self.forest_.predict_proba
         banded = self._banded(self.ndim_)
 
         def consume(core: Any, feats: np.ndarray) -> None:
             # bands arrive in worker threads, one forest thread each; whole tiles use them all
-            out[core] = self.forest_.predict_proba(feats, n_classes=self.n_classes_,
-                                                   n_jobs=1 if banded else self.n_jobs)
+            out[core] = forest(feats, n_classes=self.n_classes_, n_jobs=1 if banded else self.n_jobs)
 
         pool = self._pool() if banded else None
         try:
@@ -503,14 +586,6 @@ class PixelClassifier:
             if pool is not None:
                 pool.shutdown()
         return out
-
-    def predict(self, image: Any) -> np.ndarray:
-        """Simple Segmentation: uint8 class 1..N of every pixel (argmax + 1, ties → lower)."""
-        return simple_segmentation(self.predict_proba(image))
-
-    def uncertainty(self, image: Any) -> np.ndarray:
-        """Uncertainty ``1 − (p1 − p2)`` of every pixel, float32 (0 everywhere for N = 1)."""
-        return uncertainty_from_proba(self.predict_proba(image))
 
     # ------------------------------------------------------------------ persistence
     def metadata(self) -> dict[str, Any]:

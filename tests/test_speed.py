@@ -9,7 +9,7 @@ from sklearn.ensemble import RandomForestClassifier
 from pyquint.errors import InputError
 from pyquint.features import FeatureSelection, compute_features
 from pyquint.features._compute import feature_bands
-from pyquint.forest import FlatForest, _kernels
+from pyquint.forest import FlatForest, _kernels, train_forest
 from pyquint.pixel import PixelClassifier
 
 ALL = FeatureSelection.all()
@@ -199,7 +199,7 @@ def test_banded_classifier_equals_whole_image_features_and_forest():
     clf = PixelClassifier(ALL, n_trees=15, seed=1, n_jobs=2).fit(image, labels)
     feats = compute_features(image, ALL, axes="yx", rounding="fast")
     ref = FlatForest.from_arrays(clf.forest_.to_arrays())
-    from pyquint.forest import train_forest
+
 
     assert train_forest(feats[labels > 0], labels[labels > 0].astype(np.int64), n_trees=15,
                         seed=1) == clf.forest_
@@ -209,3 +209,90 @@ def test_banded_classifier_equals_whole_image_features_and_forest():
     single.__dict__.update(clf.__dict__)
     single.n_jobs = 1
     assert np.array_equal(single.predict_proba(image), want)
+
+
+# ----------------------------------------------------------------------------- early stopping
+def _with_classes(ff: FlatForest, classes: list[int]) -> FlatForest:
+    """The same trees with the value columns relabelled (forest class order ≠ column order)."""
+    arrays = ff.to_arrays()
+    arrays["classes"] = np.asarray(classes)
+    return FlatForest.from_arrays(arrays)
+
+
+def _as_vigra_rule(ff: FlatForest) -> FlatForest:
+    arrays = ff.to_arrays()
+    arrays["split_rule"] = "lt"
+    return FlatForest.from_arrays(arrays)
+
+
+@pytest.mark.parametrize("n_classes, n_trees", [(2, 100), (2, 10), (3, 31), (4, 8), (6, 12)])
+def test_predict_equals_argmax_of_probabilities(n_classes, n_trees):
+    X, y = _forest_data(n=2500, n_classes=n_classes, noise=0.8, seed=n_classes)
+    rf = RandomForestClassifier(n_estimators=n_trees, random_state=1, n_jobs=1).fit(X, y)
+    grid = np.random.default_rng(7).normal(size=(5, 203, 9)).astype(np.float32)
+    grid[1, 17, 4] = np.nan
+    grid[4, 0, 0] = np.nan
+    forests = [FlatForest.from_sklearn(rf)]
+    forests.append(_as_vigra_rule(forests[0]))
+    # forest classes in another order than the output columns, and a class the forest never saw
+    forests.append(_with_classes(forests[0], list(range(n_classes + 1, 1, -1))))
+    for ff in forests:
+        n_out = n_classes + 1
+        proba = ff.predict_proba(grid, n_classes=n_out)
+        want = (np.argmax(proba, axis=-1) + 1).astype(np.uint8)
+        for n_jobs in (1, 2):
+            got = ff.predict(grid, n_classes=n_out, n_jobs=n_jobs)
+            assert got.dtype == np.uint8 and np.array_equal(got, want)
+        assert got[1, 17] == 1 and got[4, 0] == 1  # NaN rows: all-zero probabilities
+        # without n_classes: the winning entry of `classes`
+        by_class = ff.predict(grid[2])
+        assert np.array_equal(by_class, ff.classes[np.argmax(ff.predict_proba(grid[2]), -1)])
+    if n_trees % 2 == 0 and n_classes == 2:  # even forests have exact ties: the lower class wins
+        p = forests[0].predict_proba(grid)
+        tie = p[..., 0] == p[..., 1]
+        assert tie.any() and np.all(forests[0].predict(grid)[tie] == forests[0].classes[0])
+
+
+def test_predict_matches_on_a_deep_forest_and_1d_2d_inputs():
+    X, y = _forest_data(n=6000, n_classes=2, noise=2.0, seed=11)  # noisy: deep, unsure trees
+    ff = train_forest(X, y, n_trees=60, seed=3, backend="fast")
+    assert ff._layout()["votes"]
+    rows = np.random.default_rng(2).normal(size=(4099, 9)).astype(np.float32)
+    proba = ff.predict_proba(rows)
+    assert 0.05 < ((proba[:, 0] > 0.2) & (proba[:, 0] < 0.8)).mean()  # many undecided pixels
+    assert np.array_equal(ff.predict(rows), ff.classes[np.argmax(proba, -1)])
+    assert ff.predict(rows[:0]).shape == (0,)
+    with pytest.raises(InputError, match="length 9"):
+        ff.predict(rows[:, :5])
+
+
+def test_classifier_segmentation_and_sources_equal_the_probability_path():
+    from pyquint.pixel import simple_segmentation, uncertainty_from_proba
+
+    rng = np.random.default_rng(4)
+    image = rng.normal(100, 25, (80, 77)).astype(np.float32)
+    image[20:40, 30:50] += 60
+    labels = np.zeros(image.shape, np.uint8)
+    labels[2:6, 2:70] = 1
+    labels[25:35, 35:45] = 2
+    labels[60:63, 5:50] = 3
+    for rounding in ("fast", "exact"):  # banded and whole-tile paths
+        clf = PixelClassifier(ALL, n_trees=20, seed=2, rounding=rounding).fit(image, labels)
+        proba = clf.predict_proba(image)
+        assert np.array_equal(clf.predict(image), simple_segmentation(proba))
+        assert np.array_equal(clf.predict(image, tile_size=23), simple_segmentation(proba))
+        only = clf.predict_sources(image, ["Simple Segmentation"])
+        assert list(only) == ["Simple Segmentation"]
+        assert np.array_equal(only["Simple Segmentation"][..., 0], simple_segmentation(proba))
+        every = clf.predict_sources(image, ["Uncertainty", "Features", "Simple Segmentation",
+                                            "Labels", "Probabilities"])
+        assert list(every) == ["Uncertainty", "Features", "Simple Segmentation", "Labels",
+                               "Probabilities"]
+        assert np.array_equal(every["Probabilities"], proba)
+        assert np.array_equal(every["Uncertainty"][..., 0], uncertainty_from_proba(proba))
+        assert np.array_equal(every["Features"], clf.transform(image))
+        assert every["Labels"].shape == image.shape + (1,) and not every["Labels"].any()
+        feats_seg = clf.predict_sources(image, ["Features", "Simple Segmentation"])
+        assert np.array_equal(feats_seg["Simple Segmentation"], every["Simple Segmentation"])
+    with pytest.raises(InputError, match="unknown export source"):
+        clf.predict_sources(image, ["Probabilitys"])

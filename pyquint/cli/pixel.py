@@ -286,7 +286,7 @@ def predict(model: Path, inputs: tuple[Path, ...], sources: tuple[str, ...], fmt
         normalize_source,
         write_export,
     )
-    from ..pixel import PixelClassifier, simple_segmentation, uncertainty_from_proba
+    from ..pixel import PixelClassifier
 
     try:
         srcs = list(dict.fromkeys(normalize_source(s) for s in sources)) or ["Probabilities"]
@@ -327,25 +327,7 @@ def predict(model: Path, inputs: tuple[Path, ...], sources: tuple[str, ...], fmt
             canon, canon_axes = to_canonical(data, in_axes)
             if canon.ndim not in (3, 4):
                 raise InputError(f"axes {in_axes!r}: time series are not supported")
-            results: dict[str, np.ndarray] = {}
-            if "Features" in outs:
-                feats = clf.transform(canon)
-                results["Features"] = feats
-                flat = feats.reshape(-1, feats.shape[-1])
-                proba = clf.forest_.predict_proba(flat, n_classes=clf.n_classes_, n_jobs=jobs)
-                proba = proba.reshape(feats.shape[:-1] + (clf.n_classes_,))
-            elif set(outs) - {"Labels"}:
-                proba = clf.predict_proba(canon)
-            for source in outs:
-                if source == "Probabilities":
-                    results[source] = proba
-                elif source == "Simple Segmentation":
-                    results[source] = simple_segmentation(proba)[..., np.newaxis]
-                elif source == "Uncertainty":
-                    results[source] = uncertainty_from_proba(proba)[..., np.newaxis]
-                elif source == "Labels":
-                    # as ilastik's batch mode: prediction inputs carry no labels (all 0)
-                    results[source] = np.zeros(canon.shape[:-1] + (1,), np.uint8)
+            results = clf.predict_sources(canon, list(outs))
             for source, out in outs.items():
                 write_export(path, source, results[source], canon_axes, in_axes, fmt=fmt,
                              internal_path=internal_path, output_axes=axis_order,

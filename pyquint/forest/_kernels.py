@@ -1,24 +1,32 @@
-"""Compiled random-forest inference: a compact node layout and a lane-interleaved walk.
+"""Compiled random-forest inference: tree-major blocks, integer keys, eight lanes per walk.
 
-Layout (:func:`compact_layout`): each tree is renumbered depth first with the two children of
-a split side by side, and a node is one 16-byte row ``(feature, left child, threshold bits,
-leaf class)`` of an int32 array (the threshold is read through a float32 view of the same
-memory), so one step of a walk is one cache line and no branch::
+Layout (:func:`compact_layout`, :func:`pack_layout`): each tree is renumbered depth first with
+the two children of a split side by side, so "go right" is "left child + 1". A node is one
+64-bit word ``(left child << 32) | (feature · block)`` plus a 32-bit threshold *key*; a step
+of a walk is two loads, one integer compare and an add-with-carry, without a branch::
 
-    node = child[node] + (x[feature[node]] > threshold32[node])
+    word = packed[node]
+    node = (word >> 32) + (key[node] < x_key[(word & 0xFFFFFFFF) + lane])
 
-Leaves point to themselves with threshold +inf, so a walk may run past its leaf. The float32
-thresholds take exactly the branch that the float64 rule takes for every float32 ``x``
-(:func:`float32_thresholds`).
+Keys (:func:`float_keys`) map float32 to uint32 preserving order (sign bit flipped for
+positives, all bits for negatives; -0 first made +0), so ``x > T`` as floats is exactly
+``key(x) > key(T)`` as unsigned integers. The float32 thresholds ``T`` take exactly the
+branch that the float64 rule takes for every float32 ``x`` (:func:`float32_thresholds`), so
+the walk reproduces scikit-learn's and vigra's trees bit for bit. Leaves point to themselves
+with the largest key, so a walk may run past its leaf.
 
-Walk: a block of ``BLOCK`` pixels is copied into a pixel-major buffer that stays in cache;
-eight pixels go through a tree in lockstep, so their dependent loads overlap in the CPU.
-:func:`predict_votes` (pure leaves, ≤ 4 classes: every forest grown to purity by
-scikit-learn or vigra) walks all trees for eight pixels and counts their votes in registers
-(16-bit counters in an int64): the count equals the float64 sum of one-hot leaf distributions
-exactly. :func:`predict_sums` (any forest) adds leaf distributions in tree order, as
-scikit-learn's single-threaded ``predict_proba`` does. Kernels release the GIL and run on one
-thread each; callers split the blocks over threads.
+Walk (tree-major): a block of pixels is converted to keys in a feature-major buffer small
+enough for the L1 cache (:func:`block_size`); each tree (a few kB) then walks the whole
+block, eight pixels in lockstep so that their dependent loads overlap, before the next tree
+is read. The first ``sure`` steps of a tree cannot reach a leaf; after them the walk stops
+when all eight lanes read a leaf's key. :func:`predict_votes` (pure leaves, ≤ 4 classes:
+forests grown to purity by scikit-learn, vigra or pyquint) counts votes in 16-bit counters
+packed in a uint64 per pixel, which equals the float64 sum of one-hot leaf distributions
+exactly; :func:`predict_sums` (any forest) adds leaf distributions in tree order, as
+scikit-learn's single-threaded ``predict_proba`` does. :func:`predict_winner` returns only
+the winning class and stops a pixel's walk as soon as the trees left cannot change it (from
+half the trees on, checked every ``CHECK_EVERY`` trees; decided pixels leave the block).
+Kernels release the GIL and run on one thread each; callers split the blocks over threads.
 """
 
 from __future__ import annotations
@@ -26,11 +34,26 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-#: Pixels per block: their features (BLOCK × F float32, 50 kB for 49 features) stay in cache.
-BLOCK = 256
-#: Vote counting in one int64 register per pixel: 16-bit counters for up to 4 classes.
+#: Bytes of the per-block key buffer (block × features × 4): it stays in the L1 data cache.
+BLOCK_BYTES = 16 * 1024
+#: Vote counting in one uint64 per pixel: 16-bit counters for up to 4 classes.
 MAX_VOTE_CLASSES = 4
 MAX_VOTE_TREES = 65_535
+#: Early stopping (:func:`predict_winner`): trees walked between two checks.
+CHECK_EVERY = 4
+_LEAF_KEY = np.uint32(0xFFFFFFFF)
+_U = np.uint64
+
+
+def block_size(n_features: int) -> int:
+    """Pixels per block: a multiple of 8 (the lanes) whose keys fit :data:`BLOCK_BYTES`."""
+    return int(max(8, min(256, BLOCK_BYTES // (4 * max(1, n_features)) // 8 * 8)))
+
+
+def float_keys(values: np.ndarray) -> np.ndarray:
+    """uint32 keys of float32 ``values`` with ``a > b`` ⇔ ``key(a) > key(b)`` (no NaN)."""
+    bits = (np.asarray(values, dtype=np.float32) + np.float32(0.0)).view(np.uint32)  # -0 → +0
+    return np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000)).astype(np.uint32)
 
 
 def float32_thresholds(threshold: np.ndarray, strict: bool) -> np.ndarray:
@@ -112,107 +135,135 @@ def compact_layout(left, right, feature, thr32, leaf_class, roots):  # pragma: n
     return nodes, old_of, new_roots, depth, sure
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _step(nodes, thr, buf, q, nd):  # pragma: no cover - compiled
-    return nodes[nd, 1] + (buf[q, nodes[nd, 0]] > thr[nd, 2])
+
+
+def pack_layout(nodes: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The walk's arrays from :func:`compact_layout`'s ``nodes`` rows.
+
+    Returns ``packed`` (uint64 ``(left child << 32) | feature · block``), ``keys`` (uint32
+    threshold keys, the largest key at leaves) and ``code`` (uint32: 16 × the leaf's class,
+    the shift of its vote counter).
+    """
+    index = np.arange(nodes.shape[0], dtype=np.uint64)
+    child = nodes[:, 1].astype(np.uint64)
+    packed = (child << np.uint64(32)) | (nodes[:, 0].astype(np.uint64) * np.uint64(block))
+    keys = float_keys(nodes[:, 2].view(np.float32))
+    keys[child == index] = _LEAF_KEY
+    return packed, keys, nodes[:, 3].astype(np.uint32)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _walk8(nodes, thr, buf, p, root, sure, steps):  # pragma: no cover - compiled
-    # Eight pixels through one tree in lockstep. The first `sure` steps cannot end at a leaf
-    # (no leaf is shallower); after them, a step in which no pixel moved means all are at
-    # leaves (a split always moves to a child).
-    n0 = n1 = n2 = n3 = n4 = n5 = n6 = n7 = root
-    for _ in range(sure):
-        n0 = _step(nodes, thr, buf, p, n0)
-        n1 = _step(nodes, thr, buf, p + 1, n1)
-        n2 = _step(nodes, thr, buf, p + 2, n2)
-        n3 = _step(nodes, thr, buf, p + 3, n3)
-        n4 = _step(nodes, thr, buf, p + 4, n4)
-        n5 = _step(nodes, thr, buf, p + 5, n5)
-        n6 = _step(nodes, thr, buf, p + 6, n6)
-        n7 = _step(nodes, thr, buf, p + 7, n7)
-    for _ in range(steps - sure):
-        m0 = _step(nodes, thr, buf, p, n0)
-        m1 = _step(nodes, thr, buf, p + 1, n1)
-        m2 = _step(nodes, thr, buf, p + 2, n2)
-        m3 = _step(nodes, thr, buf, p + 3, n3)
-        m4 = _step(nodes, thr, buf, p + 4, n4)
-        m5 = _step(nodes, thr, buf, p + 5, n5)
-        m6 = _step(nodes, thr, buf, p + 6, n6)
-        m7 = _step(nodes, thr, buf, p + 7, n7)
-        moved = ((m0 != n0) | (m1 != n1) | (m2 != n2) | (m3 != n3)
-                 | (m4 != n4) | (m5 != n5) | (m6 != n6) | (m7 != n7))
-        n0, n1, n2, n3, n4, n5, n6, n7 = m0, m1, m2, m3, m4, m5, m6, m7
-        if not moved:
-            break
-    return n0, n1, n2, n3, n4, n5, n6, n7
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _load_block(X, r, c0, n, buf, bad):  # pragma: no cover - compiled
-    # X[r, c0:c0+n] (any strides) into the pixel-major buffer; flags rows holding NaN
+def _load_block(X, r, c0, n, block, buf, bad, scratch):  # pragma: no cover - compiled
+    # keys of X[r, c0:c0+n] (any strides) into the feature-major buffer; flags rows with NaN
+    bits = scratch.view(np.uint32)
     for i in range(n):
         has_nan = False
         for f in range(X.shape[2]):
             v = X[r, c0 + i, f]
-            buf[i, f] = v
             has_nan |= v != v
+            scratch[0] = v + np.float32(0.0)  # -0 → +0
+            k = bits[0]
+            buf[f * block + i] = ~k if k >> np.uint32(31) else k | np.uint32(0x80000000)
         bad[i] = has_nan
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _add(acc, q, value, nd):  # pragma: no cover - compiled
-    for c in range(acc.shape[1]):
-        acc[q, c] += value[nd, c]
+# One lane per line in the walk (E702 allowed for this file in pyproject.toml): the eight
+# lanes are the same statement, and reading them side by side is how they are checked.
+@njit(cache=True, nogil=True)
+def _walk(buf, m, t0, t1, packed, keys, code, roots, depth, sure, votes, sums,
+          value):  # pragma: no cover - compiled
+    """Trees ``t0..t1`` over buffer columns ``0..m`` (rounded up to 8): a vote per tree into
+    ``votes`` (16-bit counter ``code[leaf]``), or, when ``value`` has rows, the leaf's
+    distribution added to ``sums``."""
+    low = _U(0xFFFFFFFF)
+    s32 = _U(32)
+    one = _U(1)
+    n_classes = value.shape[1]
+    summing = value.shape[0] > 0
+    for t in range(t0, t1):
+        root = roots[t]
+        n_sure = sure[t]
+        n_more = depth[t] - n_sure + 1
+        for p in range(0, m, 8):
+            q = _U(p)
+            n0 = n1 = n2 = n3 = n4 = n5 = n6 = n7 = root
+            for _ in range(n_sure):  # no leaf is this shallow: no test needed
+                w = packed[n0]; n0 = (w >> s32) + _U(keys[n0] < buf[(w & low) + q])
+                w = packed[n1]; n1 = (w >> s32) + _U(keys[n1] < buf[(w & low) + q + _U(1)])
+                w = packed[n2]; n2 = (w >> s32) + _U(keys[n2] < buf[(w & low) + q + _U(2)])
+                w = packed[n3]; n3 = (w >> s32) + _U(keys[n3] < buf[(w & low) + q + _U(3)])
+                w = packed[n4]; n4 = (w >> s32) + _U(keys[n4] < buf[(w & low) + q + _U(4)])
+                w = packed[n5]; n5 = (w >> s32) + _U(keys[n5] < buf[(w & low) + q + _U(5)])
+                w = packed[n6]; n6 = (w >> s32) + _U(keys[n6] < buf[(w & low) + q + _U(6)])
+                w = packed[n7]; n7 = (w >> s32) + _U(keys[n7] < buf[(w & low) + q + _U(7)])
+            for _ in range(n_more):  # stop when all eight lanes stand on leaves
+                w = packed[n0]; k = keys[n0]; at_leaf = k
+                n0 = (w >> s32) + _U(k < buf[(w & low) + q])
+                w = packed[n1]; k = keys[n1]; at_leaf &= k
+                n1 = (w >> s32) + _U(k < buf[(w & low) + q + _U(1)])
+                w = packed[n2]; k = keys[n2]; at_leaf &= k
+                n2 = (w >> s32) + _U(k < buf[(w & low) + q + _U(2)])
+                w = packed[n3]; k = keys[n3]; at_leaf &= k
+                n3 = (w >> s32) + _U(k < buf[(w & low) + q + _U(3)])
+                w = packed[n4]; k = keys[n4]; at_leaf &= k
+                n4 = (w >> s32) + _U(k < buf[(w & low) + q + _U(4)])
+                w = packed[n5]; k = keys[n5]; at_leaf &= k
+                n5 = (w >> s32) + _U(k < buf[(w & low) + q + _U(5)])
+                w = packed[n6]; k = keys[n6]; at_leaf &= k
+                n6 = (w >> s32) + _U(k < buf[(w & low) + q + _U(6)])
+                w = packed[n7]; k = keys[n7]; at_leaf &= k
+                n7 = (w >> s32) + _U(k < buf[(w & low) + q + _U(7)])
+                if at_leaf == np.uint32(0xFFFFFFFF):
+                    break
+            if summing:
+                for c in range(n_classes):
+                    sums[p, c] += value[n0, c]
+                    sums[p + 1, c] += value[n1, c]
+                    sums[p + 2, c] += value[n2, c]
+                    sums[p + 3, c] += value[n3, c]
+                    sums[p + 4, c] += value[n4, c]
+                    sums[p + 5, c] += value[n5, c]
+                    sums[p + 6, c] += value[n6, c]
+                    sums[p + 7, c] += value[n7, c]
+            else:
+                votes[p] += one << _U(code[n0])
+                votes[p + 1] += one << _U(code[n1])
+                votes[p + 2] += one << _U(code[n2])
+                votes[p + 3] += one << _U(code[n3])
+                votes[p + 4] += one << _U(code[n4])
+                votes[p + 5] += one << _U(code[n5])
+                votes[p + 6] += one << _U(code[n6])
+                votes[p + 7] += one << _U(code[n7])
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def predict_votes(X, b0, b1, nodes, roots, depth, sure, colmap, out):  # pragma: no cover
-    """Probabilities of blocks ``b0..b1`` of ``X`` (rows, cols, F) into ``out`` (rows, cols, K),
-    for pure-leaf forests of at most four classes (``nodes[:, 3]`` holds 16 × class).
+@njit(cache=True, nogil=True)
+def predict_votes(X, b0, b1, block, packed, keys, code, roots, depth, sure, colmap,
+                  out):  # pragma: no cover - compiled
+    """Probabilities of blocks ``b0..b1`` of ``X`` (rows, cols, F) into ``out`` (rows, cols,
+    K), for pure-leaf forests of at most four classes (``code`` holds 16 × class).
 
-    Block ``b`` covers row ``b // per_row`` from column ``(b % per_row) * BLOCK``. Class ``c``
-    goes to column ``colmap[c]`` of ``out``; other columns are 0. Rows of ``X`` holding NaN
-    get all-zero probabilities (ilastik's behaviour). Eight pixels at a time go through all
-    trees; their votes stay in registers (16-bit counters packed in an int64).
+    Block ``b`` covers row ``b // per_row`` from column ``(b % per_row) * block``. Class
+    ``c`` goes to column ``colmap[c]`` of ``out``; other columns are 0. Rows of ``X`` holding
+    NaN get all-zero probabilities (ilastik's behaviour).
     """
-    thr = nodes.view(np.float32)
     n_cols = X.shape[1]
-    n_feat = X.shape[2]
     n_out = out.shape[2]
     n_classes = colmap.shape[0]
     n_trees = roots.shape[0]
-    per_row = (n_cols + BLOCK - 1) // BLOCK
-    buf = np.zeros((BLOCK, n_feat), np.float32)
-    bad = np.zeros(BLOCK, np.bool_)
-    votes = np.zeros(BLOCK, np.int64)
+    per_row = (n_cols + block - 1) // block
+    buf = np.zeros(X.shape[2] * block, np.uint32)
+    bad = np.zeros(block, np.bool_)
+    scratch = np.zeros(1, np.float32)
+    votes = np.zeros(block, np.uint64)
+    no_sums = np.zeros((0, 0), np.float64)
     for b in range(b0, b1):
         r = b // per_row
-        c0 = (b % per_row) * BLOCK
-        n = min(BLOCK, n_cols - c0)
-        _load_block(X, r, c0, n, buf, bad)
-        for p in range(0, n, 8):
-            v0 = v1 = v2 = v3 = v4 = v5 = v6 = v7 = np.int64(0)
-            one = np.int64(1)
-            for t in range(n_trees):
-                n0, n1, n2, n3, n4, n5, n6, n7 = _walk8(nodes, thr, buf, p, roots[t], sure[t], depth[t])
-                v0 += one << nodes[n0, 3]
-                v1 += one << nodes[n1, 3]
-                v2 += one << nodes[n2, 3]
-                v3 += one << nodes[n3, 3]
-                v4 += one << nodes[n4, 3]
-                v5 += one << nodes[n5, 3]
-                v6 += one << nodes[n6, 3]
-                v7 += one << nodes[n7, 3]
-            votes[p] = v0
-            votes[p + 1] = v1
-            votes[p + 2] = v2
-            votes[p + 3] = v3
-            votes[p + 4] = v4
-            votes[p + 5] = v5
-            votes[p + 6] = v6
-            votes[p + 7] = v7
+        c0 = (b % per_row) * block
+        n = min(block, n_cols - c0)
+        _load_block(X, r, c0, n, block, buf, bad, scratch)
+        votes[:] = 0
+        _walk(buf, n, 0, n_trees, packed, keys, code, roots, depth, sure, votes, no_sums,
+              no_sums)
         for i in range(n):
             for k in range(n_out):
                 out[r, c0 + i, k] = 0.0
@@ -221,47 +272,111 @@ def predict_votes(X, b0, b1, nodes, roots, depth, sure, colmap, out):  # pragma:
             for c in range(n_classes):
                 # the count is the float64 sum of one-hot leaves; float64 mean, then float32,
                 # exactly as scikit-learn's sum / n_trees cast to ilastik's dtype
-                s = np.float64((votes[i] >> (16 * c)) & 0xFFFF)
+                s = np.float64((votes[i] >> _U(16 * c)) & _U(0xFFFF))
                 out[r, c0 + i, colmap[c]] = np.float32(s / n_trees)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def predict_sums(X, b0, b1, nodes, roots, depth, sure, value, colmap,
+@njit(cache=True, nogil=True)
+def predict_sums(X, b0, b1, block, packed, keys, roots, depth, sure, value, colmap,
                  out):  # pragma: no cover - compiled
     """As :func:`predict_votes` for any forest: leaf distributions ``value`` (n_nodes, C)
     float64 are added in tree order, as scikit-learn does, then divided by the tree count."""
-    thr = nodes.view(np.float32)
     n_cols = X.shape[1]
-    n_feat = X.shape[2]
     n_out = out.shape[2]
     n_classes = colmap.shape[0]
     n_trees = roots.shape[0]
-    per_row = (n_cols + BLOCK - 1) // BLOCK
-    buf = np.zeros((BLOCK, n_feat), np.float32)
-    bad = np.zeros(BLOCK, np.bool_)
-    acc = np.zeros((BLOCK, n_classes), np.float64)
+    per_row = (n_cols + block - 1) // block
+    buf = np.zeros(X.shape[2] * block, np.uint32)
+    bad = np.zeros(block, np.bool_)
+    scratch = np.zeros(1, np.float32)
+    sums = np.zeros((block, n_classes), np.float64)
+    no_votes = np.zeros(block, np.uint64)
+    no_code = np.zeros(1, np.uint32)
     for b in range(b0, b1):
         r = b // per_row
-        c0 = (b % per_row) * BLOCK
-        n = min(BLOCK, n_cols - c0)
-        _load_block(X, r, c0, n, buf, bad)
-        acc[:] = 0.0
+        c0 = (b % per_row) * block
+        n = min(block, n_cols - c0)
+        _load_block(X, r, c0, n, block, buf, bad, scratch)
+        sums[:] = 0.0
         # trees outer: each pixel's float64 sum runs in tree order
-        for t in range(n_trees):
-            for p in range(0, n, 8):
-                n0, n1, n2, n3, n4, n5, n6, n7 = _walk8(nodes, thr, buf, p, roots[t], sure[t],
-                                                        depth[t])
-                _add(acc, p, value, n0)
-                _add(acc, p + 1, value, n1)
-                _add(acc, p + 2, value, n2)
-                _add(acc, p + 3, value, n3)
-                _add(acc, p + 4, value, n4)
-                _add(acc, p + 5, value, n5)
-                _add(acc, p + 6, value, n6)
-                _add(acc, p + 7, value, n7)
+        _walk(buf, n, 0, n_trees, packed, keys, no_code, roots, depth, sure, no_votes, sums,
+              value)
         for i in range(n):
             for k in range(n_out):
                 out[r, c0 + i, k] = 0.0
             if not bad[i]:
                 for c in range(n_classes):
-                    out[r, c0 + i, colmap[c]] = np.float32(acc[i, c] / n_trees)
+                    out[r, c0 + i, colmap[c]] = np.float32(sums[i, c] / n_trees)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _keep(buf, block, n_feat, votes, pos, i, dest):  # pragma: no cover - compiled
+    # column i moves to column dest <= i (the undecided pixels close up, in order)
+    if i != dest:
+        for f in range(n_feat):
+            buf[f * block + dest] = buf[f * block + i]
+        votes[dest] = votes[i]
+        pos[dest] = pos[i]
+
+
+@njit(cache=True, nogil=True)
+def predict_winner(X, b0, b1, block, packed, keys, code, roots, depth, sure, colmap,
+                   out):  # pragma: no cover - compiled
+    """The winning column of each pixel (``argmax`` of :func:`predict_votes`' output, ties to
+    the lower column; 0 for rows holding NaN) into ``out`` (rows, cols) int32.
+
+    Exact early stopping: after tree ``t`` a pixel whose leader ``w`` beats every other class
+    ``c`` even if ``c`` took all ``n_trees − t`` remaining votes (``v_w > v_c + rest``, or
+    equal with ``w`` in the lower column) is decided and leaves the block; the others go on.
+    """
+    n_cols = X.shape[1]
+    n_feat = X.shape[2]
+    n_classes = colmap.shape[0]
+    n_trees = roots.shape[0]
+    per_row = (n_cols + block - 1) // block
+    buf = np.zeros(n_feat * block, np.uint32)
+    bad = np.zeros(block, np.bool_)
+    scratch = np.zeros(1, np.float32)
+    votes = np.zeros(block, np.uint64)
+    pos = np.zeros(block, np.int64)
+    no_sums = np.zeros((0, 0), np.float64)
+    for b in range(b0, b1):
+        r = b // per_row
+        c0 = (b % per_row) * block
+        n = min(block, n_cols - c0)
+        _load_block(X, r, c0, n, block, buf, bad, scratch)
+        for i in range(n):
+            votes[i] = 0
+            pos[i] = i
+        m = n
+        t = 0
+        until = n_trees // 2  # before half the trees, no lead can be safe
+        while m > 0:
+            _walk(buf, m, t, until, packed, keys, code, roots, depth, sure, votes, no_sums,
+                  no_sums)
+            t = until
+            rest = n_trees - t
+            kept = 0
+            for i in range(m):
+                v = votes[i]
+                lead = 0
+                most = v & _U(0xFFFF)
+                for c in range(1, n_classes):
+                    vc = (v >> _U(16 * c)) & _U(0xFFFF)
+                    if vc > most or (vc == most and colmap[c] < colmap[lead]):
+                        lead = c
+                        most = vc
+                safe = True
+                for c in range(n_classes):
+                    if c != lead:
+                        vc = ((v >> _U(16 * c)) & _U(0xFFFF)) + _U(rest)
+                        if most < vc or (most == vc and colmap[c] < colmap[lead]):
+                            safe = False
+                            break
+                if bad[pos[i]] or safe:
+                    out[r, c0 + pos[i]] = 0 if bad[pos[i]] else colmap[lead]
+                else:  # stays, in order: neighbours in the block walk alike, lanes keep in step
+                    _keep(buf, block, n_feat, votes, pos, i, kept)
+                    kept += 1
+            m = kept
+            until = min(n_trees, t + CHECK_EVERY)

@@ -174,9 +174,9 @@ class ProjectPredictor:
 
     def predict(self, image: np.ndarray, axes: str | None = None) -> np.ndarray:
         """Simple Segmentation: uint8, 1..N, canonical spatial axes."""
-        from ..pixel import simple_segmentation
-
-        return simple_segmentation(self.predict_proba(image, axes))
+        self._check()
+        canon, _ = _canonical(image, axes)
+        return self.classifier_.predict(canon)
 
     def compute(
         self, image: np.ndarray, axes: str | None, sources: Sequence[str]
@@ -186,33 +186,9 @@ class ProjectPredictor:
         Features are computed once for all sources ("Features" keeps the full feature stack;
         otherwise prediction runs in memory-bounded tiles).
         """
-        from ..pixel import simple_segmentation, uncertainty_from_proba
-
         self._check()
         canon, _ = _canonical(image, axes)
-        clf = self.classifier_
-        out: dict[str, np.ndarray] = {}
-        if "Features" in sources:
-            feats = clf.transform(canon)
-            out["Features"] = feats
-            flat = feats.reshape(-1, feats.shape[-1])
-            proba = clf.forest_.predict_proba(flat, n_classes=clf.n_classes_, n_jobs=self.n_jobs)
-            proba = proba.reshape(feats.shape[:-1] + (clf.n_classes_,))
-        elif any(s != "Labels" for s in sources):
-            proba = clf.predict_proba(canon)
-        else:
-            proba = None
-        for source in sources:
-            if source == "Probabilities":
-                out[source] = proba
-            elif source == "Simple Segmentation":
-                out[source] = simple_segmentation(proba)[..., np.newaxis]
-            elif source == "Uncertainty":
-                out[source] = uncertainty_from_proba(proba)[..., np.newaxis]
-            elif source == "Labels":
-                # ilastik's batch lanes carry no labels: its headless Labels export is all 0
-                out[source] = np.zeros(canon.shape[:-1] + (1,), dtype=np.uint8)
-        return out
+        return self.classifier_.predict_sources(canon, sources)
 
 
 def _canonical(image: np.ndarray, axes: str | None) -> tuple[np.ndarray, str]:

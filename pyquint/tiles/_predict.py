@@ -146,25 +146,35 @@ class TilePredictor:
                                 n_threads=self.feature_threads)
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
-        """Forest probabilities of ``(h, w, F)`` features (a view into the window is fine).
+        """Forest probabilities of ``(h, w, F)`` features (a view into the window is fine)."""
+        return self._forest(features, labels=False)
 
-        The forest needs contiguous pixel rows; the core of a window is not contiguous, so it
-        is copied in slabs of rows (~32 MB) instead of all at once.
-        """
+    def segmentation(self, features: np.ndarray) -> np.ndarray:
+        """Simple Segmentation (uint8 ``(h, w)``) of ``(h, w, F)`` features, without the
+        probabilities (:meth:`pyquint.forest.FlatForest.predict`: exact early stopping)."""
+        return self._forest(features, labels=True)
+
+    def _forest(self, features: np.ndarray, labels: bool) -> np.ndarray:
+        # The forest needs contiguous pixel rows; the core of a window is not contiguous, so
+        # it is copied in slabs of rows (~32 MB) instead of all at once.
         h, w, n_feat = features.shape
-        out = np.empty((h, w, self.n_classes), np.float32)
+        if labels:
+            out = np.empty((h, w), np.uint8)
+            forest = self.forest.predict
+        else:
+            out = np.empty((h, w, self.n_classes), np.float32)
+            forest = self.forest.predict_proba
         step = max(1, _FOREST_SLAB_BYTES // max(1, w * n_feat * 4))
         for r0 in range(0, h, step):
-            slab = np.ascontiguousarray(features[r0:r0 + step]).reshape(-1, n_feat)
+            slab = np.ascontiguousarray(features[r0:r0 + step])
             with _FOREST_LOCK:
-                proba = self.forest.predict_proba(slab, n_classes=self.n_classes,
-                                                  n_jobs=self.forest_threads)
-            out[r0:r0 + step] = proba.reshape(-1, w, self.n_classes)
+                out[r0:r0 + step] = forest(slab, n_classes=self.n_classes,
+                                           n_jobs=self.forest_threads)
         return out
 
     def __call__(self, reader: LazyImage, tile: Tile) -> dict[str, np.ndarray]:
         """Read ``tile``'s window from ``reader`` and return each source on the tile's core."""
-        from ..pixel import simple_segmentation, uncertainty_from_proba
+        from ..pixel import sources_from_proba
 
         window = reader.read(tile.wy0, tile.wy1, tile.wx0, tile.wx1)
         if window.shape[-1] != self.n_input_channels:
@@ -175,15 +185,10 @@ class TilePredictor:
         out: dict[str, np.ndarray] = {}
         if "Features" in self.sources:
             out["Features"] = feats
-        if set(self.sources) - {"Features"}:
-            proba = self.probabilities(feats)
-            del feats
-            if "Probabilities" in self.sources:
-                out["Probabilities"] = proba
-            if "Simple Segmentation" in self.sources:
-                out["Simple Segmentation"] = simple_segmentation(proba)[..., np.newaxis]
-            if "Uncertainty" in self.sources:
-                out["Uncertainty"] = uncertainty_from_proba(proba)[..., np.newaxis]
+        if {"Probabilities", "Uncertainty"} & set(self.sources):
+            out.update(sources_from_proba(self.probabilities(feats), self.sources))
+        elif "Simple Segmentation" in self.sources:
+            out["Simple Segmentation"] = self.segmentation(feats)[..., np.newaxis]
         return out
 
 

@@ -39,6 +39,7 @@ def make_test_image(
     tile: int = 512,
     n_patterns: int = 8,
     compression: str | None = None,
+    patterns: Sequence[np.ndarray] | None = None,
 ) -> Path:
     """Write a synthetic uint8 section mosaic of ``size = (rows, cols)`` tile by tile.
 
@@ -61,6 +62,9 @@ def make_test_image(
         Distinct sections to draw from.
     compression : str, optional
         TIFF ``"zlib"``; HDF5 ``"gzip"``.
+    patterns : sequence of uint8 arrays, optional
+        Use these ``tile × tile`` (grey) or ``tile × tile × 3`` (RGB) images instead of
+        pyquint's sections (e.g. noisier ones for benchmarks); ``n_patterns`` is then ignored.
 
     Returns
     -------
@@ -77,7 +81,17 @@ def make_test_image(
     suffix = file.suffix.lower()
     if suffix not in H5_SUFFIXES + TIFF_SUFFIXES + (".npy",):
         raise InputError(f"{path}: write the test image as .h5, .tif or .npy")
-    patterns = _patterns(seed, n_patterns, tile)
+    if patterns is None:
+        patterns = _patterns(seed, n_patterns, tile)
+    else:
+        patterns = [np.asarray(p) for p in patterns]
+        shapes = {p.shape for p in patterns}
+        if (not patterns or len(shapes) != 1 or patterns[0].dtype != np.uint8
+                or patterns[0].shape[:2] != (tile, tile) or patterns[0].ndim not in (2, 3)
+                or (patterns[0].ndim == 3 and patterns[0].shape[2] != 3)):
+            raise InputError(f"patterns must be uint8 arrays of one shape ({tile}, {tile}) or "
+                             f"({tile}, {tile}, 3), not {sorted(shapes)}")
+    n_channels = 1 if patterns[0].ndim == 2 else 3
     bands = [(y, min(h, y + tile)) for y in range(0, h, tile)]
 
     def tiles():
@@ -88,14 +102,15 @@ def make_test_image(
 
     if suffix == ".npy":
         with atomic_output(file) as tmp:
-            mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(h, w))
+            shape = (h, w) if n_channels == 1 else (h, w, 3)
+            mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
             for y0, x0, block in tiles():
                 mm[y0:y0 + block.shape[0], x0:x0 + block.shape[1]] = block
             mm.flush()
             del mm
         return file
     target = f"{file}/{inner or 'data'}" if suffix in H5_SUFFIXES else file
-    with open_writer(target, (h, w, 1), np.uint8, bands, compression=compression or "none") as writer:
+    with open_writer(target, (h, w, n_channels), np.uint8, bands, compression=compression or "none") as writer:
         for y0, x0, block in tiles():
             writer.write(y0, x0, block)
     return file
