@@ -2,11 +2,16 @@
 
 Steps, each in its own subprocess so that its peak RSS is its own (``os.wait4``):
 
-1. ``generate``: ``pyquint.tiles.make_test_image`` writes a ``--size`` uint8 section mosaic
-   (default 30,000 × 30,000) tile by tile (TIFF, deflate by default);
-2. ``predict``: ``pyquint.tiles.predict_tiled`` with a 100-tree model on ilastik's 49-channel
-   feature set: features → probabilities → Simple Segmentation, written in one pass as a
-   streamed palette PNG *and* a tiled TIFF.
+1. ``train``: a 100-tree model on ilastik's 49-channel feature set per channel, trained on a
+   2048² section of ``benchmarks/realistic.py``: ``--forest realistic`` (default: brush-stroke
+   labels on a noisy section, ≈ 17,000 nodes, the forests users train) or ``small`` (clean
+   scribbles, a few nodes per tree); ``--rgb`` for RGB brightfield sections (147 channels);
+2. ``generate``: ``pyquint.tiles.make_test_image`` writes a ``--size`` uint8 section mosaic
+   (default 30,000 × 30,000) tile by tile (TIFF, deflate by default) from 512² noisy sections
+   of the same kind, under rotations and flips;
+3. ``predict``: ``pyquint.tiles.predict_tiled``: features → Simple Segmentation (each pixel's
+   trees stop once its class is certain), written in one pass as a streamed palette PNG
+   *and* a tiled TIFF.
 
 Reported: wall seconds, s/MP, the time projected to 30,000 × 30,000 (900 MP), peak RSS, the
 time spent in features and in the forest (summed over tiles and threads), the load average
@@ -16,6 +21,8 @@ Usage::
 
     OMP_WAIT_POLICY=passive python benchmarks/bench_large.py                 # 30k², long
     python benchmarks/bench_large.py --size 4096                             # quick run
+    python benchmarks/bench_large.py --rgb                                   # RGB sections
+    python benchmarks/bench_large.py --forest small --size 4096              # a tiny forest
     python benchmarks/bench_large.py --size 8192 --tile 1024 --workers 2 --json out.json
     python benchmarks/bench_large.py --model ../shared/reference/ilastik/pc.ilp --size 4096
 """
@@ -34,25 +41,32 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 os.environ.setdefault("PYQUINT_NO_PROGRESS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 # --------------------------------------------------------------------------- subprocess steps
-def _train(model: Path, trees: int, seed: int) -> dict:
-    from pyquint.data import make_section
+def _train(model: Path, trees: int, seed: int, forest: str, rgb: bool) -> dict:
+    from realistic import brush_labels, clean_labels, make_noisy_section
+
     from pyquint.pixel import PixelClassifier
 
-    sections = [make_section(seed + i, (512, 512)) for i in range(2)]
+    image, truth = make_noisy_section(2048, seed, rgb=rgb)
+    labels = brush_labels(truth, seed) if forest == "realistic" else clean_labels(truth, seed)
     clf = PixelClassifier(n_trees=trees, seed=seed, class_names=["Background", "Stain"],
                           class_colors=[(0, 0, 0), (255, 0, 0)])
-    clf.fit([s.image for s in sections], [s.labels for s in sections])
+    clf.fit(image, labels)
     clf.save(model)
     return {"n_trees": clf.forest_.n_trees, "n_nodes": clf.forest_.n_nodes}
 
 
-def _generate(image: Path, size: tuple[int, int], seed: int, compression: str | None) -> dict:
+def _generate(image: Path, size: tuple[int, int], seed: int, compression: str | None,
+              rgb: bool) -> dict:
+    from realistic import make_noisy_section
+
     from pyquint.tiles import make_test_image
 
-    make_test_image(image, size, seed=seed, compression=compression)
+    patterns = [make_noisy_section(512, seed * 1009 + k, rgb=rgb)[0] for k in range(8)]
+    make_test_image(image, size, seed=seed, compression=compression, patterns=patterns)
     return {"bytes": image.stat().st_size}
 
 
@@ -69,7 +83,7 @@ def _predict(model: Path, image: Path, out: Path, tile: int, workers: int | None
         clf = PixelClassifier.load(model)
     # time spent inside features and forest, summed over tiles (threads overlap)
     spent = {"features": 0.0, "forest": 0.0}
-    originals = {"features": TilePredictor.features, "forest": TilePredictor.probabilities}
+    originals = {"features": TilePredictor.features, "forest": TilePredictor._forest}
 
     def timed(key):
         def wrapper(self, *args):
@@ -81,7 +95,7 @@ def _predict(model: Path, image: Path, out: Path, tile: int, workers: int | None
         return wrapper
 
     TilePredictor.features = timed("features")
-    TilePredictor.probabilities = timed("forest")
+    TilePredictor._forest = timed("forest")
     palette = [[0, 0, 0]] + [list(c) for c in clf.class_colors_]
     import numpy as np
 
@@ -120,6 +134,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--workers", type=int, default=None, help="tiles in parallel (default: pyquint.tiles.auto_workers)")
     p.add_argument("--trees", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--forest", choices=["realistic", "small"], default="realistic",
+                   help="the forest to train (default realistic: ≈ 17,000 nodes)")
+    p.add_argument("--rgb", action="store_true", help="RGB brightfield sections (147 channels)")
     p.add_argument("--model", type=Path, help="a saved pyquint model or an ilastik .ilp instead of training")
     p.add_argument("--image", type=Path, help="reuse this image instead of generating one")
     p.add_argument("--format", choices=["tif", "h5", "npy"], default="tif",
@@ -143,19 +160,21 @@ def main(argv: list[str] | None = None) -> dict:
     work = a.workdir or Path(tempfile.mkdtemp(prefix="pyquint-bench-large-"))
     work.mkdir(parents=True, exist_ok=True)
     report: dict = {"size": [rows, cols], "megapixels": mp, "tile": a.tile, "workers": a.workers,
+                    "forest": a.forest if a.model is None else str(a.model), "rgb": a.rgb,
                     "cpu_count": os.cpu_count(), "python": sys.version.split()[0]}
     try:
         model = a.model
         if model is None:
             model = work / "model.h5"
             report["train"] = _run_step(["--step", "train", "--params", json.dumps(
-                {"model": str(model), "trees": a.trees, "seed": a.seed})])
+                {"model": str(model), "trees": a.trees, "seed": a.seed, "forest": a.forest,
+                 "rgb": a.rgb})])
         image = a.image
         if image is None:
             image = work / f"section.{a.format}"
             report["generate"] = _run_step(["--step", "generate", "--params", json.dumps(
                 {"image": str(image), "size": [rows, cols], "seed": a.seed,
-                 "compression": "zlib" if a.format == "tif" else None})])
+                 "compression": "zlib" if a.format == "tif" else None, "rgb": a.rgb})])
             g = report["generate"]
             print(f"generate {rows}×{cols}: {g['wall_s']:.1f} s, peak RSS {g['peak_rss_mb']:.0f} MB, "
                   f"{g['bytes'] / 1e6:.0f} MB on disk", flush=True)
@@ -167,7 +186,8 @@ def main(argv: list[str] | None = None) -> dict:
         r["s_per_mp"] = r["wall_s"] / mp
         r["projected_30k_s"] = r["s_per_mp"] * 900
         report["predict"] = r
-        print(f"predict {rows}×{cols} ({mp:.1f} MP), tile {a.tile}, workers {a.workers or 'auto'}: "
+        kind = "RGB" if a.rgb else "grey"
+        print(f"predict {kind} {rows}×{cols} ({mp:.1f} MP), tile {a.tile}, workers {a.workers or 'auto'}: "
               f"{r['wall_s']:.1f} s = {r['s_per_mp']:.3f} s/MP "
               f"(features {r['features_s'] / mp:.3f}, forest {r['forest_s'] / mp:.3f} s/MP summed "
               f"over threads); projected 30k × 30k: {r['projected_30k_s'] / 60:.1f} min; "

@@ -83,7 +83,8 @@ def test_training_samples_are_the_labelled_pixels_of_whole_image_features(monkey
         f = compute_features(im, SMALL, axes="yx", rounding="exact")
         X.append(f[lab > 0])
         y.append(lab[lab > 0])
-    ref = train_forest(np.concatenate(X), np.concatenate(y).astype(np.int64), n_trees=10, seed=3)
+    ref = train_forest(np.concatenate(X), np.concatenate(y).astype(np.int64), n_trees=10, seed=3,
+                       backend=clf.trainer)
     assert clf.forest_ == ref
 
 

@@ -202,7 +202,7 @@ def test_banded_classifier_equals_whole_image_features_and_forest():
 
 
     assert train_forest(feats[labels > 0], labels[labels > 0].astype(np.int64), n_trees=15,
-                        seed=1) == clf.forest_
+                        seed=1, backend=clf.trainer) == clf.forest_
     want = ref.predict_proba(feats, n_classes=2)
     assert np.array_equal(clf.predict_proba(image), want)
     single = PixelClassifier.__new__(PixelClassifier)

@@ -99,7 +99,7 @@ class SteinbockClassifier:
             their crops, or the crops cannot be found.
         """
         from ..features import FeatureSelection, compute_features
-        from ..forest import train_forest
+        from ..forest import DEFAULT_TRAINER, train_forest
         from ..ilastik.project import read_project
 
         project = read_project(project_file)
@@ -127,7 +127,8 @@ class SteinbockClassifier:
         X, y = np.concatenate(xs), np.concatenate(ys)
         n_classes = max(len(names), int(y.max()))
         names = names + [f"Label {i}" for i in range(len(names) + 1, n_classes + 1)]
-        forest = train_forest(X, y, n_trees=n_trees, seed=seed, n_jobs=threads)
+        forest = train_forest(X, y, n_trees=n_trees, seed=seed, n_jobs=threads,
+                              backend=DEFAULT_TRAINER)
         return cls(selection, forest, names, f"retrained on {len(y)} labelled pixels", rounding)
 
     @property
