@@ -31,7 +31,14 @@ from . import __version__
 from .errors import InputError, ModelFileError
 from .export import EXPORT_SOURCES
 from .features import FeatureSelection, compute_features, feature_bands, feature_halo, feature_names
-from .forest import DEFAULT_TRAINER, FlatForest, _resolve_seed, load_model, save_model, train_forest
+from .forest import (
+    DEFAULT_TRAINER,
+    FlatForest,
+    load_model,
+    resolve_seed,
+    save_model,
+    train_forest,
+)
 
 __all__ = [
     "ILASTIK_LABEL_COLORS",
@@ -272,6 +279,11 @@ class PixelClassifier:
         self.rounding = rounding
         self.trainer = trainer
 
+    @property
+    def selection_(self) -> FeatureSelection:
+        """The feature selection in use: ``features``, or every feature when it is None."""
+        return self._selection()
+
     # ------------------------------------------------------------------ helpers
     def _selection(self) -> FeatureSelection:
         sel = FeatureSelection.all() if self.features is None else self.features
@@ -430,7 +442,7 @@ class PixelClassifier:
             if pool is not None:
                 pool.shutdown()
         X, y = np.concatenate(xs), np.concatenate(ys)
-        seed = _resolve_seed(self.seed)
+        seed = resolve_seed(self.seed)
         self.forest_: FlatForest = train_forest(X, y.astype(np.int64), n_trees=self.n_trees,
                                                 seed=seed, n_jobs=self.n_jobs, backend=self.trainer)
         self.seed_ = seed
@@ -644,22 +656,86 @@ class PixelClassifier:
         if np.any((forest.classes < 1) | (forest.classes > n_classes)):
             raise ModelFileError(f"{where}: forest classes {forest.classes.tolist()} are not "
                                  f"within 1..{n_classes}")
-        clf = cls(features=selection, n_trees=forest.n_trees, seed=seed, class_names=names,
-                  class_colors=colors, rounding=rounding)
-        clf.forest_ = forest
-        trainer = meta.get("trainer", "sklearn")
+        trainer = meta.get("trainer", "sklearn")  # files before the "trainer" key: sklearn
         if trainer not in ("sklearn", "fast"):
             raise ModelFileError(f"{where}: unknown trainer {trainer!r}")
-        clf.trainer = trainer
-        clf.seed_ = seed
+        info = meta.get("training", {}) if isinstance(meta.get("training"), dict) else {}
+        try:
+            return cls.from_forest(forest, features=selection, ndim=ndim, n_input_channels=n_in,
+                                   class_names=names, class_colors=colors, rounding=rounding,
+                                   seed=seed, trainer=trainer, training_info=info)
+        except InputError as exc:
+            raise ModelFileError(f"{where}: invalid metadata: {exc}") from exc
+
+    @classmethod
+    def from_forest(
+        cls,
+        forest: FlatForest,
+        *,
+        features: FeatureSelection,
+        ndim: int,
+        n_input_channels: int,
+        class_names: Sequence[str] | None = None,
+        class_colors: Sequence[Sequence[int]] | None = None,
+        rounding: str = "fast",
+        seed: int = 0,
+        trainer: str = DEFAULT_TRAINER,
+        training_info: dict | None = None,
+        n_jobs: int | None = None,
+    ) -> PixelClassifier:
+        """A fitted classifier around a forest trained elsewhere (a model file, an ilastik
+        project's stored vigra forest): the one way, besides :meth:`fit`, to a fitted one.
+
+        Parameters
+        ----------
+        forest : FlatForest
+            Its classes are label values ``1..N`` and it expects the features ``features``
+            give for ``n_input_channels``-channel ``ndim``-D images.
+        features, rounding, n_jobs, trainer
+            As in the constructor (``trainer`` records how the forest was grown).
+        ndim : {2, 3}
+        n_input_channels : int
+        class_names, class_colors : optional
+            N names/colours (default: as many as the forest's largest class).
+        seed : int
+            Recorded as ``seed_``.
+        training_info : dict, optional
+            Recorded as ``training_info_``.
+
+        Raises
+        ------
+        InputError
+            When the forest does not fit the features or the classes.
+        """
+        if not isinstance(forest, FlatForest):
+            raise InputError(f"forest must be a FlatForest, not {type(forest).__name__}")
+        n_classes = len(class_names) if class_names is not None else int(forest.classes.max())
+        names = list(class_names) if class_names is not None else default_class_names(n_classes)
+        colors = _check_colors(class_colors, n_classes)
+        clf = cls(features=features, n_trees=forest.n_trees, seed=seed, class_names=names,
+                  class_colors=colors, n_jobs=n_jobs, rounding=rounding, trainer=trainer)
+        selection = clf._selection()
+        if ndim not in (2, 3) or n_input_channels < 1:
+            raise InputError(f"ndim must be 2 or 3 and n_input_channels ≥ 1, not {ndim}, "
+                             f"{n_input_channels}")
+        if selection.n_channels(n_input_channels, ndim) != forest.n_features:
+            raise InputError(f"the feature selection gives "
+                             f"{selection.n_channels(n_input_channels, ndim)} channels for "
+                             f"{n_input_channels}-channel {ndim}-D images but the forest "
+                             f"expects {forest.n_features}")
+        if np.any((forest.classes < 1) | (forest.classes > n_classes)):
+            raise InputError(f"forest classes {forest.classes.tolist()} are not within "
+                             f"1..{n_classes}")
+        clf.forest_ = forest
+        clf.seed_ = int(seed)
         clf.n_classes_ = n_classes
         clf.classes_ = forest.classes.copy()
-        clf.class_names_ = list(names)
+        clf.class_names_ = names
         clf.class_colors_ = colors
-        clf.ndim_ = ndim
-        clf.n_input_channels_ = n_in
-        clf.feature_names_ = feature_names(selection, n_in, ndim)
-        clf.training_info_ = meta.get("training", {}) if isinstance(meta.get("training"), dict) else {}
+        clf.ndim_ = int(ndim)
+        clf.n_input_channels_ = int(n_input_channels)
+        clf.feature_names_ = feature_names(selection, clf.n_input_channels_, clf.ndim_)
+        clf.training_info_ = dict(training_info or {})
         return clf
 
 

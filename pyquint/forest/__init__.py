@@ -14,8 +14,7 @@ evaluates anything, so a corrupt or hostile file raises :class:`~pyquint.errors.
 
 from ._flat import MAX_CLASSES, MAX_NODES, NODE_ARRAYS, SPLIT_RULES, FlatForest
 from ._model_file import FORMAT_NAME, FORMAT_VERSION, MODEL_KINDS, load_model, save_model
-from ._train import _resolve_seed as _resolve_seed  # used by pyquint.pixel
-from ._train import DEFAULT_TRAINER, train_forest
+from ._train import DEFAULT_TRAINER, resolve_seed, train_forest
 
 __all__ = [
     "DEFAULT_TRAINER",
@@ -28,6 +27,7 @@ __all__ = [
     "SPLIT_RULES",
     "FlatForest",
     "load_model",
+    "resolve_seed",
     "save_model",
     "train_forest",
 ]

@@ -148,6 +148,9 @@ def _grow_tree(ranks, uniq, y, n_classes, boot, mtry, seed):
     wmask = _U64((1 << wbits) - 1)
     cmask = _U64((1 << cbits) - 1)
     low = _U64(wbits + cbits)
+    cw = np.empty(n, np.uint64)  # the low bits of every row's sort key: class, then weight
+    for i in range(n):
+        cw[i] = (_U64(y[i]) << _U64(wbits)) | _U64(mult[i])
 
     max_nodes = 2 * m0 - 1
     feature = np.full(max_nodes, -1, np.int32)
@@ -201,21 +204,21 @@ def _grow_tree(ranks, uniq, y, n_classes, boot, mtry, seed):
                 f = feats[kf]
                 feats[kf] = feats[jf]
                 feats[jf] = f
+                # one pass gathers this feature's ranks into the keys and finds their range
                 rmin = ranks[f, idx[lo]]
                 rmax = rmin
-                for k in range(lo + 1, hi):
-                    r = ranks[f, idx[k]]
-                    if r < rmin:
-                        rmin = r
-                    elif r > rmax:
-                        rmax = r
+                for k in range(m):
+                    i = idx[lo + k]
+                    r = ranks[f, i]
+                    rmin = min(rmin, r)
+                    rmax = max(rmax, r)
+                    keys[k] = (_U64(r) << low) | cw[i]
                 if rmin == rmax:
                     continue  # constant here: like scikit-learn, draw another feature
                 n_tried += 1
+                shift = _U64(rmin) << low
                 for k in range(m):
-                    i = idx[lo + k]
-                    keys[k] = ((_U64(ranks[f, i] - rmin) << low)
-                               | (_U64(y[i]) << _U64(wbits)) | _U64(mult[i]))
+                    keys[k] -= shift
                 _sort_keys(keys, tmp, m, wbits + cbits, _bit_length(rmax - rmin))
                 lc[:] = 0
                 nl = 0

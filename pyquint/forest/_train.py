@@ -15,7 +15,8 @@ from ._flat import FlatForest
 DEFAULT_TRAINER = "fast"
 
 
-def _resolve_seed(seed: int | None) -> int:
+def resolve_seed(seed: int | None) -> int:
+    """The seed a forest is grown with: ``seed`` checked, or a fresh one drawn when None."""
     if seed is None:
         # Like vigra, an unseeded forest is random; the drawn seed is returned so that the
         # model file records how to reproduce it.
@@ -83,7 +84,7 @@ def train_forest(
     if backend == "fast":
         from ._fast_train import fast_train_forest
 
-        return fast_train_forest(X, y, int(n_trees), _resolve_seed(seed), mtry, n_jobs)
+        return fast_train_forest(X, y, int(n_trees), resolve_seed(seed), mtry, n_jobs)
     from sklearn.ensemble import RandomForestClassifier
 
     rf = RandomForestClassifier(
@@ -94,7 +95,7 @@ def train_forest(
         min_samples_leaf=1,
         min_samples_split=2,
         max_depth=None,
-        random_state=_resolve_seed(seed),
+        random_state=resolve_seed(seed),
         n_jobs=-1 if n_jobs is None else n_jobs,
     )
     rf.fit(X, y)

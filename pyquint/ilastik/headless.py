@@ -129,9 +129,11 @@ class ProjectPredictor:
             n_classes = max(len(names or ()), int(forest.classes.max()))
             names = names or [f"Label {k + 1}" for k in range(n_classes)]
             ndim, n_in = self._input_kind(project, selection, forest.n_features)
-            clf = PixelClassifier(features=selection, n_trees=forest.n_trees, class_names=names,
-                                  class_colors=colors, n_jobs=self.n_jobs, rounding=rounding)
-            _install_forest(clf, forest, names, colors or default_class_colors(n_classes), ndim, n_in)
+            clf = PixelClassifier.from_forest(
+                forest, features=selection, ndim=ndim, n_input_channels=n_in, class_names=names,
+                class_colors=colors or default_class_colors(n_classes), rounding=rounding,
+                n_jobs=self.n_jobs,
+                training_info={"source": "stored vigra forest of an ilastik project"})
         self.project_ = project
         self.classifier_ = clf
         self.retrained_ = retrain
@@ -198,22 +200,6 @@ def _canonical(image: np.ndarray, axes: str | None) -> tuple[np.ndarray, str]:
         if axes is None:
             raise InputError(f"cannot guess the axes of a {image.ndim}-D image; pass axes")
     return to_canonical(image, axes)
-
-
-def _install_forest(clf: Any, forest: Any, names: list[str], colors: Any, ndim: int, n_in: int) -> None:
-    """Give a PixelClassifier a stored forest, setting the fitted attributes ``fit`` would."""
-    from ..features import feature_names
-
-    clf.forest_ = forest
-    clf.seed_ = 0
-    clf.n_classes_ = len(names)
-    clf.classes_ = np.asarray(forest.classes, dtype=np.int64)
-    clf.class_names_ = list(names)
-    clf.class_colors_ = [tuple(int(v) for v in c) for c in colors]
-    clf.ndim_ = ndim
-    clf.n_input_channels_ = n_in
-    clf.feature_names_ = feature_names(clf.features, n_in, ndim)
-    clf.training_info_ = {"source": "stored vigra forest of an ilastik project"}
 
 
 # ---------------------------------------------------------------------- batch

@@ -109,7 +109,9 @@ class TilePredictor:
 
         if not hasattr(classifier, "forest_"):
             raise InputError("the classifier is not trained yet; call fit() or load() first")
-        selection = classifier._selection() if hasattr(classifier, "_selection") else classifier.features
+        selection = getattr(classifier, "selection_", None)
+        if selection is None:
+            selection = classifier.features
         if not isinstance(selection, FeatureSelection):
             raise InputError("the classifier has no FeatureSelection (features)")
         if getattr(classifier, "ndim_", 2) != 2:
