@@ -86,10 +86,10 @@ def _predict(model: Path, image: Path, out: Path, tile: int, workers: int | None
     originals = {"features": TilePredictor.features, "forest": TilePredictor._forest}
 
     def timed(key):
-        def wrapper(self, *args):
+        def wrapper(self, *args, **kwargs):
             t0 = time.perf_counter()
             try:
-                return originals[key](self, *args)
+                return originals[key](self, *args, **kwargs)
             finally:
                 spent[key] += time.perf_counter() - t0
         return wrapper

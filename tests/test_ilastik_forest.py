@@ -133,6 +133,8 @@ def test_pc_ilp_forest_matches_direct_walk(pc_ilp: Path) -> None:
     got = forest.predict_proba(X, n_classes=2)
     assert np.allclose(got, expected, atol=1e-6)
     assert np.allclose(got * 100, np.round(got * 100), atol=1e-4)  # pure leaves: k/100
+    # the segmentation path (early stopping, "lt" rule) gives argmax of the same probabilities
+    assert np.array_equal(forest.predict(X, n_classes=2), np.argmax(got, axis=1) + 1)
 
 
 def test_forest_feature_count_differs_from_selection(pc_ilp: Path, tmp_path: Path) -> None:
