@@ -123,6 +123,58 @@ def _rank_feature(col, ranks, uniq):
 
 
 @numba.njit(nogil=True, cache=True)
+def _best_split(keys, m, wbits, cmask, wmask, low, counts, total, lc, best):
+    """Best Gini boundary of the sorted ``keys[:m]`` if it beats ``best``: (score, rank) with
+    rank -1 when none does. score = Σ left² / n_left + Σ right² / n_right (larger is purer),
+    compared without dividing at every boundary."""
+    best_rank = np.int64(-1)
+    nl = 0
+    if counts.shape[0] == 2:  # two classes: scalar counters
+        c0 = counts[0]
+        c1 = counts[1]
+        a0 = 0
+        for k in range(m - 1):
+            key = keys[k]
+            w = np.int64(key & wmask)
+            nl += w
+            a0 += w * (1 - np.int64((key >> _U64(wbits)) & cmask))
+            rk = key >> low
+            if rk != (keys[k + 1] >> low):
+                nr = total - nl
+                a1 = nl - a0
+                b0 = c0 - a0
+                b1 = c1 - a1
+                num = np.float64(a0 * a0 + a1 * a1) * nr + np.float64(b0 * b0 + b1 * b1) * nl
+                den = np.float64(nl) * np.float64(nr)
+                if num > best * den:
+                    best = num / den
+                    best_rank = np.int64(rk)
+        return best, best_rank
+    lc[:] = 0
+    for k in range(m - 1):
+        key = keys[k]
+        w = np.int64(key & wmask)
+        lc[np.int64((key >> _U64(wbits)) & cmask)] += w
+        nl += w
+        rk = key >> low
+        if rk != (keys[k + 1] >> low):
+            nr = total - nl
+            sl = 0.0
+            sr = 0.0
+            for c in range(counts.shape[0]):
+                a = lc[c]
+                b = counts[c] - a
+                sl += a * a
+                sr += b * b
+            num = sl * nr + sr * nl
+            den = np.float64(nl) * np.float64(nr)
+            if num > best * den:
+                best = num / den
+                best_rank = np.int64(rk)
+    return best, best_rank
+
+
+@numba.njit(nogil=True, cache=True)
 def _grow_tree(ranks, uniq, y, n_classes, boot, mtry, seed):
     """Grow one tree; returns (feature, threshold, left, right, value) for its nodes."""
     n_features, n = ranks.shape
@@ -137,20 +189,20 @@ def _grow_tree(ranks, uniq, y, n_classes, boot, mtry, seed):
             m0 += 1
             if mult[i] > wmax:
                 wmax = mult[i]
-    idx = np.empty(m0, np.int64)
-    j = 0
-    for i in range(n):
-        if mult[i] > 0:
-            idx[j] = i
-            j += 1
     wbits = _bit_length(wmax)
     cbits = _bit_length(n_classes - 1)
     wmask = _U64((1 << wbits) - 1)
     cmask = _U64((1 << cbits) - 1)
     low = _U64(wbits + cbits)
-    cw = np.empty(n, np.uint64)  # the low bits of every row's sort key: class, then weight
+    lowmask = _U64((1 << (wbits + cbits)) - 1)
+    # The node's rows: (row << 32) | class | weight, so one load gives a row and the low bits
+    # of its sort key (class, then weight).
+    idx = np.empty(m0, np.uint64)
+    j = 0
     for i in range(n):
-        cw[i] = (_U64(y[i]) << _U64(wbits)) | _U64(mult[i])
+        if mult[i] > 0:
+            idx[j] = (_U64(i) << _U64(32)) | (_U64(y[i]) << _U64(wbits)) | _U64(mult[i])
+            j += 1
 
     max_nodes = 2 * m0 - 1
     feature = np.full(max_nodes, -1, np.int32)
@@ -184,7 +236,8 @@ def _grow_tree(ranks, uniq, y, n_classes, boot, mtry, seed):
         m = hi - lo
         counts[:] = 0
         for k in range(lo, hi):
-            counts[y[idx[k]]] += mult[idx[k]]
+            e = idx[k]
+            counts[np.int64((e >> _U64(wbits)) & cmask)] += np.int64(e & wmask)
         total = 0
         n_present = 0
         for c in range(n_classes):
@@ -205,14 +258,14 @@ def _grow_tree(ranks, uniq, y, n_classes, boot, mtry, seed):
                 feats[kf] = feats[jf]
                 feats[jf] = f
                 # one pass gathers this feature's ranks into the keys and finds their range
-                rmin = ranks[f, idx[lo]]
+                rmin = ranks[f, idx[lo] >> _U64(32)]
                 rmax = rmin
                 for k in range(m):
-                    i = idx[lo + k]
-                    r = ranks[f, i]
+                    e = idx[lo + k]
+                    r = ranks[f, e >> _U64(32)]
                     rmin = min(rmin, r)
                     rmax = max(rmax, r)
-                    keys[k] = (_U64(r) << low) | cw[i]
+                    keys[k] = (_U64(r) << low) | (e & lowmask)
                 if rmin == rmax:
                     continue  # constant here: like scikit-learn, draw another feature
                 n_tried += 1
@@ -220,34 +273,18 @@ def _grow_tree(ranks, uniq, y, n_classes, boot, mtry, seed):
                 for k in range(m):
                     keys[k] -= shift
                 _sort_keys(keys, tmp, m, wbits + cbits, _bit_length(rmax - rmin))
-                lc[:] = 0
-                nl = 0
-                for k in range(m - 1):
-                    key = keys[k]
-                    w = np.int64(key & wmask)
-                    lc[np.int64((key >> _U64(wbits)) & cmask)] += w
-                    nl += w
-                    rk = key >> low
-                    if rk != (keys[k + 1] >> low):
-                        nr = total - nl
-                        sl = 0.0
-                        sr = 0.0
-                        for c in range(n_classes):
-                            a = lc[c]
-                            b = counts[c] - a
-                            sl += a * a
-                            sr += b * b
-                        score = sl / nl + sr / nr
-                        if score > best_score:
-                            best_score = score
-                            best_f = f
-                            best_r = np.int64(rk) + np.int64(rmin)
+                score, rk = _best_split(keys, m, wbits, cmask, wmask, low, counts, total, lc,
+                                        best_score)
+                if rk >= 0:
+                    best_score = score
+                    best_f = f
+                    best_r = rk + np.int64(rmin)
             if best_f >= 0:
                 # Partition the node's rows: rank <= best_r goes left.
                 a = lo
                 b = hi - 1
                 while a <= b:
-                    if ranks[best_f, idx[a]] <= best_r:
+                    if ranks[best_f, idx[a] >> _U64(32)] <= best_r:
                         a += 1
                     else:
                         t = idx[a]
