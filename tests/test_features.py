@@ -579,3 +579,10 @@ def test_cli_bad_inputs(tmp_path):
                                "-s", "nonsense"])
     assert res.exit_code != 0 and "--selection" in res.output
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_compute_features_accepts_a_2d_grey_array():
+    img = np.random.default_rng(3).integers(0, 255, (45, 50)).astype(np.uint8)
+    grey = compute_features(img)  # no axes: a 2-D array is a grey yx image
+    assert grey.shape == (45, 50, 49)
+    assert np.array_equal(grey, compute_features(img[..., np.newaxis], axes="yxc"))

@@ -201,7 +201,7 @@ def compute_features(
     image: np.ndarray,
     selection: FeatureSelection | None = None,
     *,
-    axes: str = "yxc",
+    axes: str | None = None,
     rounding: str = "exact",
     n_threads: int | None = None,
 ) -> np.ndarray:
@@ -213,9 +213,10 @@ def compute_features(
         Integer or float pixels (cast to float32, never normalised), e.g. ``(Y, X, C)``.
     selection : FeatureSelection, optional
         Which features and scales; default :meth:`FeatureSelection.all`.
-    axes : str
+    axes : str, optional
         Axes of ``image`` over ``tzyxc`` (``"yxc"``, ``"zyxc"``, ``"yx"``, ``"cyx"``, …); the
         output is in ilastik's canonical order (``yxc``, ``zyxc``; ``t`` first if present).
+        Default: ``"yx"`` for a 2-D array (a grey image), ``"yxc"`` for 3-D, ``"zyxc"`` for 4-D.
     rounding : {"exact", "muladd", "fast"}
         ``"exact"`` reproduces fastfilters (ilastik ≥ 1.4) bit for bit away from the image
         border; ``"muladd"`` its builds without FMA (ilastik < 1.4); ``"fast"`` uses OpenCV,
@@ -243,6 +244,10 @@ def compute_features(
     if rounding not in ROUNDINGS:
         raise InputError(f"rounding must be one of {ROUNDINGS}, not {rounding!r}")
     data = _as_float32(image)
+    if axes is None:
+        axes = {2: "yx", 3: "yxc", 4: "zyxc"}.get(data.ndim)
+        if axes is None:
+            raise InputError(f"cannot guess the axes of a {data.ndim}-D image; pass axes=")
     data, canon = to_canonical(data, axes)
     if canon.startswith("t"):  # time points are always processed independently
         return np.stack([
