@@ -14,7 +14,8 @@ Steps, each in its own subprocess so that its peak RSS is its own (``os.wait4``)
    *and* a tiled TIFF.
 
 Reported: wall seconds, s/MP, the time projected to 30,000 × 30,000 (900 MP), peak RSS, the
-time spent in features and in the forest (summed over tiles and threads), the load average
+time spent computing tiles (features and forest, summed over tiles; with fast features the two
+run band by band, interleaved), the load average
 (the machine may be shared: compare runs only at similar load), and the model's size.
 
 Usage::
@@ -82,8 +83,8 @@ def _predict(model: Path, image: Path, out: Path, tile: int, workers: int | None
 
         clf = PixelClassifier.load(model)
     # time spent inside features and forest, summed over tiles (threads overlap)
-    spent = {"features": 0.0, "forest": 0.0}
-    originals = {"features": TilePredictor.features, "forest": TilePredictor._forest}
+    spent = {"tiles": 0.0}
+    originals = {"tiles": TilePredictor.__call__}
 
     def timed(key):
         def wrapper(self, *args, **kwargs):
@@ -94,8 +95,7 @@ def _predict(model: Path, image: Path, out: Path, tile: int, workers: int | None
                 spent[key] += time.perf_counter() - t0
         return wrapper
 
-    TilePredictor.features = timed("features")
-    TilePredictor._forest = timed("forest")
+    TilePredictor.__call__ = timed("tiles")
     palette = [[0, 0, 0]] + [list(c) for c in clf.class_colors_]
     import numpy as np
 
@@ -104,7 +104,7 @@ def _predict(model: Path, image: Path, out: Path, tile: int, workers: int | None
     outputs = [("Simple Segmentation", out / "seg.png"), ("Simple Segmentation", out / "seg.tif")]
     predict_tiled(clf, image, outputs, tile=tile, n_workers=workers, palette=table,
                   show_progress=False)
-    return {"features_s": spent["features"], "forest_s": spent["forest"],
+    return {"tiles_s": spent["tiles"],
             "n_nodes": clf.forest_.n_nodes, "n_features": clf.forest_.n_features,
             "png_bytes": (out / "seg.png").stat().st_size, "tif_bytes": (out / "seg.tif").stat().st_size}
 
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
         kind = "RGB" if a.rgb else "grey"
         print(f"predict {kind} {rows}×{cols} ({mp:.1f} MP), tile {a.tile}, workers {a.workers or 'auto'}: "
               f"{r['wall_s']:.1f} s = {r['s_per_mp']:.3f} s/MP "
-              f"(features {r['features_s'] / mp:.3f}, forest {r['forest_s'] / mp:.3f} s/MP summed "
+              f"(tiles: features + forest {r['tiles_s'] / mp:.3f} s/MP summed "
               f"over threads); projected 30k × 30k: {r['projected_30k_s'] / 60:.1f} min; "
               f"peak RSS {r['peak_rss_mb']:.0f} MB; CPU {r['cpu_s']:.0f} s; load average "
               f"{r['load_before']:.1f} → {r['load_after']:.1f} on {os.cpu_count()} cores; "

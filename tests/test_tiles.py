@@ -24,7 +24,7 @@ from PIL import Image
 from pyquint.data import make_section
 from pyquint.errors import InputError, PyquintError
 from pyquint.features import FeatureSelection, compute_features, feature_halo
-from pyquint.pixel import PixelClassifier
+from pyquint.pixel import PixelClassifier, uncertainty_from_proba
 from pyquint.tiles import (
     PNG_SIGNATURE,
     LazyImage,
@@ -132,6 +132,23 @@ def test_tiled_fast_rounding_within_float_rounding(tmp_path, section, clf_exact)
     exact = compute_features(section.image[..., None], clf._selection(), rounding="exact")
     assert diff <= np.abs(feats - exact).max()  # tiling adds less than "fast" itself differs
     np.testing.assert_array_equal(_h5(out["Probabilities"]), proba)
+
+
+def test_tiled_fast_bands_equal_the_whole_image_path(tmp_path, section):
+    """Without a Features export, fast features go band by band through the forest."""
+    clf = PixelClassifier(n_trees=10, seed=0, rounding="fast").fit(section.image, section.labels)
+    proba = clf.predict_proba(section.image)
+    out = {"Simple Segmentation": tmp_path / "s.h5", "Probabilities": tmp_path / "p.h5",
+           "Uncertainty": tmp_path / "u.h5"}
+    predict_tiled(clf, section.image, out, tile=(40, 70), n_workers=1)
+    np.testing.assert_array_equal(_h5(out["Probabilities"]), proba)
+    np.testing.assert_array_equal(_h5(out["Simple Segmentation"])[..., 0], proba.argmax(-1) + 1)
+    np.testing.assert_array_equal(_h5(out["Uncertainty"])[..., 0],
+                                  uncertainty_from_proba(proba))
+    only = {"Simple Segmentation": tmp_path / "s2.h5"}  # the early-stopping labels path
+    predict_tiled(clf, section.image, only, tile=(50, 64), n_workers=2)
+    np.testing.assert_array_equal(_h5(only["Simple Segmentation"])[..., 0], clf.predict(section.image))
+    assert _no_temp_files(tmp_path)
 
 
 def test_tiled_on_real_ilastik_project(tmp_path, pc_ilp, cells_png):

@@ -182,6 +182,8 @@ class TilePredictor:
         if window.shape[-1] != self.n_input_channels:
             raise InputError(f"{reader.path or 'image'} has {window.shape[-1]} channel(s) but the "
                              f"model was trained on {self.n_input_channels}-channel images")
+        if self.rounding == "fast" and "Features" not in self.sources:
+            return self._banded(window, tile)
         feats = self.features(window)[tile.core_in_window]
         del window
         out: dict[str, np.ndarray] = {}
@@ -194,10 +196,49 @@ class TilePredictor:
         return out
 
 
+    def _banded(self, window: np.ndarray, tile: Tile) -> dict[str, np.ndarray]:
+        # Fast 2-D features band by band, each band through the forest while it is in cache
+        # (as PixelClassifier does): the window's full feature stack never exists.
+        from ..features import feature_bands
+        from ..pixel import sources_from_proba
+
+        rows, cols = tile.core_in_window
+        shape = (rows.stop - rows.start, cols.stop - cols.start)
+        labels_only = not {"Probabilities", "Uncertainty"} & set(self.sources)
+        if labels_only:
+            out = np.empty(shape, np.uint8)
+            forest = self.forest.predict
+        else:
+            out = np.empty(shape + (self.n_classes,), np.float32)
+            forest = self.forest.predict_proba
+        threads = self.feature_threads or self.forest_threads or os.cpu_count() or 1
+        bands = feature_bands(window, self.selection, axes="yxc", n_threads=threads)
+
+        def consume(y0: int, y1: int, feats: np.ndarray) -> None:
+            out[y0 - rows.start:y1 - rows.start] = forest(feats[:, cols], n_classes=self.n_classes,
+                                                           n_jobs=1)
+
+        pool = ThreadPoolExecutor(threads) if threads > 1 else None
+        try:
+            bands.map(consume, rows=(rows.start, rows.stop), pool=pool)
+        finally:
+            if pool is not None:
+                pool.shutdown()
+        if labels_only:
+            return {"Simple Segmentation": out[..., np.newaxis]}
+        return sources_from_proba(out, self.sources)
+
+
 def tile_memory(tile: Tile, predictor: TilePredictor) -> int:
     """Estimated peak bytes of one tile in flight: the window's float32 feature stack and
-    about as much again in filter temporaries (measured for ``compute_features``)."""
-    n_feat = int(predictor.forest.n_features)
+    about as much again in filter temporaries (measured for ``compute_features``); with fast
+    features computed band by band, the pre-smoothed planes (one per scale and channel)
+    twice over instead."""
+    if predictor.rounding == "fast" and "Features" not in predictor.sources:
+        scales = {j for _, j, _ in predictor.selection.blocks(2, 1)}
+        n_feat = len(scales) * predictor.n_input_channels
+    else:
+        n_feat = int(predictor.forest.n_features)
     return 2 * (tile.wy1 - tile.wy0) * (tile.wx1 - tile.wx0) * n_feat * 4
 
 
