@@ -1,3 +1,5 @@
+// pyquint: ROI Manager annotations (ROIs named by class) to training label images (Fiji flavour)
+if (!pyquintInFiji()) exit("pyquint: this is the Fiji flavour (#@ script parameters), which plain ImageJ 1.x cannot read: run it in Fiji (script editor, or ImageJ-linux64 --headless --run), use imagej_macros/ij1/roi_labels.ijm with plain ImageJ, or `pyquint imagej run-macro`"); // pyquint: Fiji-flavour guard
 #@ String (label="Classes", value="background,cell", description="comma-separated class names, in label order 1, 2, ...") classes
 #@ String (label="Image folder (optional)", value="", description="folder of images with ROI sets; empty: the active image") inDir
 #@ String (label="ROI folder (optional)", value="", description="folder of the ROI sets (default inDir)") roiDir
@@ -118,6 +120,17 @@ function pyquintClassOf(name, classList) {
 }
 
 // ---------------------------------------------------------------- pyquint helper functions
+function pyquintInFiji() {
+	// Fiji/ImageJ2 (imagej-legacy): launched with imagej.dir set, or jars/imagej-legacy-*.jar.
+	dir = getInfo("imagej.dir");
+	if (dir != "" && dir != "Invalid key" && dir != "null") return true;
+	jars = getDirectory("imagej") + "jars" + File.separator;
+	if (!File.isDirectory(jars)) return false;
+	list = getFileList(jars);
+	for (i = 0; i < list.length; i++)
+		if (startsWith(list[i], "imagej-legacy")) return true;
+	return false;
+}
 function pyquintCheckArgs(args, names) {
 	// Every key=value argument must name a parameter (catches typos).
 	if (args == "" || !pyquintKeyed(args, names)) return;

@@ -46,10 +46,39 @@ print("pyquint: " + written + " written, " + skipped + " skipped (already there;
 """
 
 
+_GLASBEY_PRECHECK = r"""
+// run(lut) finds <ImageJ>/luts/<lut>.lut (spaces or underscores). Without that file (plain
+// ij.jar run as `java -jar ij.jar -batch`), run() would open a modal "Unrecognized command"
+// dialog and -batch would wait for ever: use the table embedded below instead (pyquint's own
+// Glasbey tables; pyquint's "glasbey" is Fiji's with entries 145/146 and 169/170 exchanged).
+{arrays}
+lutFile = getDirectory("luts") + replace(lut, " ", "_") + ".lut";
+useLutFile = File.exists(lutFile);
+if (!useLutFile) useLutFile = File.exists(getDirectory("luts") + lut + ".lut");
+if (!useLutFile) {{
+	lutNames = newArray({names});
+	k = -1;
+	for (j = 0; j < lutNames.length; j++)
+		if (toLowerCase(replace(lut, "_", " ")) == lutNames[j]) k = j;
+	if (k < 0) exit("pyquint: Unrecognized command: \"" + lut + "\": no " + lutFile + " and no table of that name in this macro (" + String.join(lutNames, ", ") + "); use lut-batch with a LUT file");
+	lutReds = Array.slice(pyquintGlasbeyReds, 256 * k, 256 * k + 256);
+	lutGreens = Array.slice(pyquintGlasbeyGreens, 256 * k, 256 * k + 256);
+	lutBlues = Array.slice(pyquintGlasbeyBlues, 256 * k, 256 * k + 256);
+	print("pyquint: no " + lutFile + ": using pyquint's " + lut + " table embedded in this macro");
+}}
+"""
+
+
 def _glasbey_body(values: dict) -> str:
-    # run("glasbey") finds luts/glasbey.lut (underscores or spaces both work); an unknown
-    # name is ImageJ's own "Unrecognized command" error.
-    return _LUT_LOOP.format(precheck="", apply="run(lut);")
+    tables = [load_table(name) for name in GLASBEY_NAMES]
+    arrays = "\n".join(
+        _array_lines(f"pyquintGlasbey{colour}", np.concatenate([t[:, c] for t in tables]))
+        for c, colour in enumerate(("Reds", "Greens", "Blues"))
+    )
+    names = ", ".join(f'"{n}"' for n in GLASBEY_NAMES)
+    precheck = _GLASBEY_PRECHECK.format(arrays=arrays, names=names).strip("\n")
+    return _LUT_LOOP.format(precheck=precheck,
+                            apply="if (useLutFile) run(lut);\n\telse setLut(lutReds, lutGreens, lutBlues);")
 
 
 def _lut_file_body(values: dict) -> str:
@@ -84,7 +113,7 @@ def load_table(lut: object) -> np.ndarray:
 
 
 def _array_lines(name: str, values: np.ndarray) -> str:
-    rows = [", ".join(str(int(v)) for v in values[i:i + 16]) for i in range(0, 256, 16)]
+    rows = [", ".join(str(int(v)) for v in values[i:i + 16]) for i in range(0, len(values), 16)]
     return f"{name} = newArray(\n\t" + ",\n\t".join(rows) + ");"
 
 
@@ -249,7 +278,8 @@ SPECS = (
         "Glasbey LUT over a folder of label images (QUINT's run(\"Glasbey\") batch)",
         "Opens every label image (ilastik/pyquint Simple Segmentation, values 1..N) in inDir,\n"
         "applies a Glasbey LUT from ImageJ's luts folder and saves an indexed (palette) PNG\n"
-        "in outDir for Nutil. Labels stay unchanged; 16-bit labels are converted without scaling.",
+        "in outDir for Nutil. Labels stay unchanged; 16-bit labels are converted without scaling.\n"
+        "Without luts/<lut>.lut (plain ij.jar), pyquint's own table embedded here is used.",
         (IN_DIR, OUT_DIR,
          Param("lut", "choice", "glasbey", "LUT", "LUT name in ImageJ's luts folder", choices=GLASBEY_NAMES),
          LABEL_SUFFIXES, OVERWRITE),
