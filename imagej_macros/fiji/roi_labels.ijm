@@ -81,6 +81,7 @@ if (inDir == "") {
 	print("pyquint: " + written + " label images written, " + skipped + " skipped (already there) in " + outDir);
 }
 
+
 function pyquintRoiLabels(width, height, classList, outPath, source) {
 	// Label k+1 for ROIs of class k (in list order); later ROIs paint over earlier ones.
 	newImage("pyquint-labels", "8-bit black", width, height, 1);
@@ -88,6 +89,8 @@ function pyquintRoiLabels(width, height, classList, outPath, source) {
 	for (r = 0; r < n; r++) {
 		roiManager("select", r);
 		roiName = Roi.getName;
+		// the training loop's "label here next" suggestions are no labels
+		if (startsWith(toLowerCase(roiName), "label here next")) continue;
 		label = pyquintClassOf(roiName, classList);
 		if (label == 0) exit("pyquint: ROI '" + roiName + "' of " + source + " matches none of the classes " + String.join(classList, ", ") + " (name ROIs by class, e.g. 'cell' or 'cell-2')");
 		type = selectionType();

@@ -183,6 +183,49 @@ if (!startsWith(status, "[pyquint exit status 0]")) exit("pyquint " + command + 
 """
 
 
+ROI_FUNCTIONS = """
+function pyquintRoiLabels(width, height, classList, outPath, source) {
+	// Label k+1 for ROIs of class k (in list order); later ROIs paint over earlier ones.
+	newImage("pyquint-labels", "8-bit black", width, height, 1);
+	n = roiManager("count");
+	for (r = 0; r < n; r++) {
+		roiManager("select", r);
+		roiName = Roi.getName;
+		// the training loop's "label here next" suggestions are no labels
+		if (startsWith(toLowerCase(roiName), "label here next")) continue;
+		label = pyquintClassOf(roiName, classList);
+		if (label == 0) exit("pyquint: ROI '" + roiName + "' of " + source + " matches none of the classes " + String.join(classList, ", ") + " (name ROIs by class, e.g. 'cell' or 'cell-2')");
+		type = selectionType();
+		if (type == 10) {
+			getSelectionCoordinates(xs, ys);
+			for (p = 0; p < xs.length; p++) setPixel(floor(xs[p]), floor(ys[p]), label);
+		} else {
+			if (type >= 5 && type <= 7) run("Line to Area");
+			setColor(label);
+			fill();
+		}
+	}
+	run("Select None");
+	pyquintSave("PNG", outPath);
+	close();
+}
+function pyquintClassOf(name, classList) {
+	// Exact class name first, then a class name followed by - _ space : or . (e.g. "cell-3").
+	lower = toLowerCase(String.trim(name));
+	for (c = 0; c < classList.length; c++)
+		if (lower == toLowerCase(classList[c])) return c + 1;
+	for (c = 0; c < classList.length; c++) {
+		cls = toLowerCase(classList[c]);
+		if (startsWith(lower, cls) && lengthOf(lower) > lengthOf(cls)) {
+			next = substring(lower, lengthOf(cls), lengthOf(cls) + 1);
+			if (next == "-" || next == "_" || next == " " || next == ":" || next == ".") return c + 1;
+		}
+	}
+	return 0;
+}
+"""
+
+
 def _roi_labels_body(values: dict) -> str:
     return """
 setBatchMode(true);
@@ -232,44 +275,7 @@ if (inDir == "") {
 	print("pyquint: " + written + " label images written, " + skipped + " skipped (already there) in " + outDir);
 }
 
-function pyquintRoiLabels(width, height, classList, outPath, source) {
-	// Label k+1 for ROIs of class k (in list order); later ROIs paint over earlier ones.
-	newImage("pyquint-labels", "8-bit black", width, height, 1);
-	n = roiManager("count");
-	for (r = 0; r < n; r++) {
-		roiManager("select", r);
-		roiName = Roi.getName;
-		label = pyquintClassOf(roiName, classList);
-		if (label == 0) exit("pyquint: ROI '" + roiName + "' of " + source + " matches none of the classes " + String.join(classList, ", ") + " (name ROIs by class, e.g. 'cell' or 'cell-2')");
-		type = selectionType();
-		if (type == 10) {
-			getSelectionCoordinates(xs, ys);
-			for (p = 0; p < xs.length; p++) setPixel(floor(xs[p]), floor(ys[p]), label);
-		} else {
-			if (type >= 5 && type <= 7) run("Line to Area");
-			setColor(label);
-			fill();
-		}
-	}
-	run("Select None");
-	pyquintSave("PNG", outPath);
-	close();
-}
-function pyquintClassOf(name, classList) {
-	// Exact class name first, then a class name followed by - _ space : or . (e.g. "cell-3").
-	lower = toLowerCase(String.trim(name));
-	for (c = 0; c < classList.length; c++)
-		if (lower == toLowerCase(classList[c])) return c + 1;
-	for (c = 0; c < classList.length; c++) {
-		cls = toLowerCase(classList[c]);
-		if (startsWith(lower, cls) && lengthOf(lower) > lengthOf(cls)) {
-			next = substring(lower, lengthOf(cls), lengthOf(cls) + 1);
-			if (next == "-" || next == "_" || next == " " || next == ":" || next == ".") return c + 1;
-		}
-	}
-	return 0;
-}
-"""
+""" + ROI_FUNCTIONS
 
 
 SPECS = (
