@@ -138,7 +138,9 @@ open(workDir + "uncertainty.png");
 run("Fire");
 pyquintPasteSlice(getImageID(), preview, 4, "uncertainty");
 selectImage(preview);
-run("Make Montage...", "columns=4 rows=1 scale=1 border=4 font=12 label");
+// a small montage (at most 1600 pixels wide) for a quick look or a report
+montageScale = minOf(1, 1600 / (4 * width));
+run("Make Montage...", "columns=4 rows=1 scale=" + montageScale + " border=4 font=12 label");
 saveAs("PNG", workDir + "preview_montage.png");
 close();
 selectImage(preview);
