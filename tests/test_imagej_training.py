@@ -130,3 +130,16 @@ def test_same_macro_batches_a_folder(require_imagej, tmp_path, train_macro):
                              model=str(tmp_path / "none.h5"))
     with pytest.raises(Exception, match="train first"):
         run_macro(missing, timeout=60)
+
+
+def test_fiji_flavour_runs_when_its_parameters_are_bound(require_imagej, tmp_path):
+    # the #@ script (what Fiji's script editor runs): parameters bound by pyquint for plain ImageJ
+    section = make_section(2)
+    image = tmp_path / "brain_s002.png"
+    Image.fromarray(section.image).save(image)
+    rois = [("background", (2, 2, 12, 12)), ("cell", _points(section.truth == 1, 5, np.random.default_rng(1)))]
+    script = generate_macro("fiji-train", "fiji")
+    result = run_macro(_roi_macro(image, rois) + script, {"classes": "background,cell", "python": sys.executable,
+                                                           "suggestions": 2, "trees": 10}, timeout=300)
+    assert "2 'label here next' suggestions added" in result.output
+    assert PixelClassifier.load(tmp_path / "brain_s002_pyquint" / "model.h5").class_names_ == ["background", "cell"]
