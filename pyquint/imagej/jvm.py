@@ -106,7 +106,10 @@ def _release_creating_thread(jpype) -> None:
     like every other Python thread that calls Java.
     """
     if threading.current_thread() is not threading.main_thread():
-        jpype.java.lang.Thread.detach()
+        try:
+            jpype.java.lang.Thread.detach()
+        except AttributeError:  # pragma: no cover - JPype before the Thread customizer
+            jpype.detachThreadFromJVM()
 
 
 def _check_ij_loadable(jpype) -> None:
