@@ -381,6 +381,8 @@ def run_step(
         class), ``uncertainty.png`` (8-bit), ``suggestions.csv`` and ``step.json``.
     """
     t0 = time.perf_counter()
+    if class_names is not None:
+        _class_index(show_class, list(class_names))  # a wrong class name fails before any work
     image_path = Path(image_path)
     if not image_path.is_file():
         raise InputError(f"{image_path}: no such image (save the image before training)")

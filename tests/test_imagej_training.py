@@ -8,6 +8,7 @@ A second run with more ROIs must agree better with the ground truth.
 from __future__ import annotations
 
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,9 @@ def test_loop_in_imagej_improves_with_more_rois(require_imagej, tmp_path, train_
     row = work.joinpath("suggestions.csv").read_text().splitlines()[1].split(",")
     sx, sy = int(row[1]), int(row[2])
     assert tuple(overlay[sy, sx + 5]) == (255, 255, 0)
+    with zipfile.ZipFile(work / "rois.zip") as rois:  # the ROI Manager as ImageJ saved it
+        names = sorted(n.removesuffix(".roi") for n in rois.namelist())
+    assert names == sorted(["background", "stain"] + [f"label here next {k}" for k in range(1, 5)])
     with Image.open(work / "preview_montage.png") as montage:
         assert montage.width > 4 * section.image.shape[1]  # 4 panels side by side
 

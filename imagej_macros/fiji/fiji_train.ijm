@@ -133,6 +133,8 @@ saveAs("PNG", workDir + "preview_montage.png");
 close();
 selectImage(preview);
 setSlice(1);
+// the ROIs (class ROIs and suggestions) beside the model, to reopen in a later session
+roiManager("save", workDir + "rois.zip");
 print("pyquint: " + added + " 'label here next' suggestions added to the ROI Manager; overlay and preview stack shown");
 print("pyquint: add ROIs where it is wrong or unsure and run again; model: " + workDir + "model.h5");
 setBatchMode("exit and display");

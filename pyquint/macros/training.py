@@ -9,7 +9,8 @@ One run of the macro is one iteration of ilastik's "live update" loop, on the ac
    writes the probability, Glasbey segmentation, uncertainty and suggestions;
 3. the segmentation becomes an overlay of the image, a 4-slice stack "pyquint preview"
    (image with overlay, probability, segmentation, uncertainty) is shown beside it, and the
-   N most uncertain regions are added to the ROI Manager as "label here next k".
+   N most uncertain regions are added to the ROI Manager as "label here next k" (the ROI set
+   is saved as ``<image>_pyquint/rois.zip``).
 
 With ``batchDir`` set, the same macro instead classifies every image of that folder with the
 saved model (``pyquint quint run --model``: Glasbey palette PNGs for Nutil in ``outDir``).
@@ -113,6 +114,8 @@ saveAs("PNG", workDir + "preview_montage.png");
 close();
 selectImage(preview);
 setSlice(1);
+// the ROIs (class ROIs and suggestions) beside the model, to reopen in a later session
+roiManager("save", workDir + "rois.zip");
 print("pyquint: " + added + " 'label here next' suggestions added to the ROI Manager; overlay and preview stack shown");
 print("pyquint: add ROIs where it is wrong or unsure and run again; model: " + workDir + "model.h5");
 setBatchMode("exit and display");
