@@ -56,6 +56,7 @@ __all__ = [
     "work_dir_for",
 ]
 
+# ROI names of the suggestions; the fiji-train and roi-labels macros skip ROIs named so
 SUGGESTION_PREFIX = "label here next"
 _PREDICT_ROWS = 1 << 18  # pixels per forest call: bounds the temporaries of a preview
 
