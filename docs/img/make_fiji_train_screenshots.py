@@ -1,9 +1,9 @@
-"""Make docs/img/fiji_train_*.png from real ImageJ runs of the fiji-train macro.
+"""Make docs/img/fiji_train_preview_{1,2}.png from real ImageJ runs of the fiji-train macro.
 
 Two iterations on pyquint's synthetic section 3 (``pyquint.data.make_section(3)``), with ROIs
 placed as in ``tests/test_imagej_training.py``; the images are the files ImageJ itself wrote
-(``overlay.png``: the image with the segmentation overlay and the suggestion boxes, flattened
-by ImageJ; ``preview_montage.png``: ImageJ's montage of the preview stack). Run from the
+(``preview_montage.png``: ImageJ's montage of the preview stack, whose first panel is the image
+with the segmentation overlay and the suggestion boxes, flattened by ImageJ). Run from the
 repository root: ``python docs/img/make_fiji_train_screenshots.py``.
 """
 
@@ -66,10 +66,9 @@ def main() -> None:
         work = Path(tmp) / "brain_s001_pyquint"
         for k, rois in enumerate((first, second), 1):
             print(run_macro(roi_macro(image, rois) + macro, timeout=300).output)
-            for src, name in (("overlay.png", "overlay"), ("preview_montage.png", "preview")):
-                # ImageJ's RGB PNG with its colours reduced to a 256-colour palette (< 200 kB)
-                with Image.open(work / src) as im:
-                    im.convert("RGB").quantize(256).save(OUT / f"fiji_train_{name}_{k}.png", optimize=True)
+            # ImageJ's RGB montage with its colours reduced to a 256-colour palette (< 200 kB)
+            with Image.open(work / "preview_montage.png") as im:
+                im.convert("RGB").quantize(256).save(OUT / f"fiji_train_preview_{k}.png", optimize=True)
 
 
 if __name__ == "__main__":
