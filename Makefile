@@ -37,7 +37,7 @@ bench: install-dev
 	$(PYTHON) benchmarks/bench_pixel.py
 
 luts: install
-	pyquint lut make-glasbey --out lut
+	pyquint lut make-glasbey --out pyquint/lut/tables
 
 macros: install
 	pyquint macro regenerate --out imagej_macros

@@ -127,3 +127,50 @@ def test_unknown_variant_and_cache():
     with pytest.raises(InputError, match="glasbey_on_dark"):
         glasbey_lut("glasbey_on_light")
     assert glasbey_lut("Glasbey On Dark") == read_lut(PYQUINT_LUT_DIR / "glasbey_on_dark.lut")
+
+
+def _greedy_order(points: np.ndarray) -> list[int]:
+    """Farthest-point order of all points after point 0 (the seed), with the pick margins."""
+    dist = np.sqrt(((points - points[0]) ** 2).sum(1))
+    dist[0] = -1
+    order = [0]
+    for _ in range(len(points) - 1):
+        i = int(np.argmax(dist))
+        order.append(i)
+        dist = np.where(dist < 0, dist, np.minimum(dist, np.sqrt(((points - points[i]) ** 2).sum(1))))
+        dist[i] = -1
+    return order
+
+
+def _lab_with_matrix(rgb: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    v = rgb / 255.0
+    linear = np.where(v < 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+    t = linear @ matrix.T / np.array([0.96422, 1.0, 0.82521])
+    f = np.where(t > (6 / 29) ** 3, np.cbrt(t), t / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], 1)
+
+
+def test_why_two_pairs_are_swapped(fiji):
+    # Among Fiji's own 256 colours, the Glasbey order is decided by the 4th decimal of the
+    # sRGB -> XYZ(D50) matrix: the ICC profile's 4-decimal colorants (pyquint's generator)
+    # swap exactly 145<->146 and 169<->170; the matrix in full precision (sRGB primaries and
+    # D65, Bradford-adapted to D50; within 1e-4 of the ICC values) gives Fiji's order. Over all 2**24 candidates the
+    # full-precision matrix picks (222, 0, 255) instead of Fiji's (221, 0, 255) at entry 17,
+    # so the rounded matrix is the one that finds Fiji's colours (docs/luts.md).
+    rgb = fiji["glasbey"].astype(np.float64)
+    order = _greedy_order(lab_d50_from_srgb(fiji["glasbey"]))
+    assert [i for i, k in enumerate(order) if i != k] == [145, 146, 169, 170]
+    assert order[145:147] == [146, 145] and order[169:171] == [170, 169]
+    xy = np.array([[0.64, 0.33], [0.30, 0.60], [0.15, 0.06]])
+    prim = np.stack([xy[:, 0] / xy[:, 1], np.ones(3), (1 - xy.sum(1)) / xy[:, 1]])
+    d65, d50 = np.array([0.95047, 1.0, 1.08883]), np.array([0.96422, 1.0, 0.82521])
+    to_xyz = prim * np.linalg.solve(prim, d65)
+    brad = np.array([[0.8951, 0.2664, -0.1614], [-0.7502, 1.7135, 0.0367], [0.0389, -0.0685, 1.0296]])
+    full = np.linalg.inv(brad) @ np.diag((brad @ d50) / (brad @ d65)) @ brad @ to_xyz
+    icc = np.array([[0.4361, 0.3851, 0.1431], [0.2225, 0.7169, 0.0606], [0.0139, 0.0971, 0.7141]])
+    assert np.abs(full - icc).max() < 1.5e-4  # the same matrix to the ICC profile's 4 decimals
+    assert _greedy_order(_lab_with_matrix(rgb, full)) == list(range(256))
+    # and pyquint's shipped table is Fiji's with exactly those two pairs exchanged
+    swapped = fiji["glasbey"].copy()
+    swapped[[145, 146, 169, 170]] = swapped[[146, 145, 170, 169]]
+    assert np.array_equal(glasbey_lut("glasbey").table, swapped)

@@ -1,3 +1,5 @@
+// pyquint: LUT embedded in the macro (setLut) over a folder of label images (Fiji flavour)
+if (!pyquintInFiji()) exit("pyquint: this is the Fiji flavour (#@ script parameters), which plain ImageJ 1.x cannot read: run it in Fiji (script editor, or ImageJ-linux64 --headless --run), use imagej_macros/ij1/lut_inline_batch.ijm with plain ImageJ, or `pyquint imagej run-macro`"); // pyquint: Fiji-flavour guard
 #@ File (label="Input folder", style="directory", description="folder of input images") inDir
 #@ File (label="Output folder", style="directory", description="folder for the results (created; must differ from inDir)") outDir
 #@ String (label="File endings", value=".png,.tif,.tiff", description="comma-separated endings of the files to process") suffixes
@@ -98,6 +100,17 @@ if (written + skipped == 0) exit("pyquint: no files ending with " + suffixes + "
 print("pyquint: " + written + " written, " + skipped + " skipped (already there; overwrite=false) in " + outDir);
 
 // ---------------------------------------------------------------- pyquint helper functions
+function pyquintInFiji() {
+	// Fiji/ImageJ2 (imagej-legacy): launched with imagej.dir set, or jars/imagej-legacy-*.jar.
+	dir = getInfo("imagej.dir");
+	if (dir != "" && dir != "Invalid key" && dir != "null") return true;
+	jars = getDirectory("imagej") + "jars" + File.separator;
+	if (!File.isDirectory(jars)) return false;
+	list = getFileList(jars);
+	for (i = 0; i < list.length; i++)
+		if (startsWith(list[i], "imagej-legacy")) return true;
+	return false;
+}
 function pyquintCheckArgs(args, names) {
 	// Every key=value argument must name a parameter (catches typos).
 	if (args == "" || !pyquintKeyed(args, names)) return;

@@ -1,3 +1,5 @@
+// pyquint: Run pyquint's pixel/object classification from ImageJ (exec of the pyquint CLI) (Fiji flavour)
+if (!pyquintInFiji()) exit("pyquint: this is the Fiji flavour (#@ script parameters), which plain ImageJ 1.x cannot read: run it in Fiji (script editor, or ImageJ-linux64 --headless --run), use imagej_macros/ij1/pyquint_classify.ijm with plain ImageJ, or `pyquint imagej run-macro`"); // pyquint: Fiji-flavour guard
 #@ String (label="Python", value="python3", description="Python executable that has pyquint installed") python
 #@ String (label="pyquint command", value="pixel predict", description="pyquint sub-command, e.g. 'pixel predict' or 'objects predict'") command
 #@ String (label="Model file", value="", description="the trained pyquint model (.h5)") model
@@ -47,6 +49,17 @@ status = String.trim(substring(output, k));
 if (!startsWith(status, "[pyquint exit status 0]")) exit("pyquint " + command + " failed: " + status);
 
 // ---------------------------------------------------------------- pyquint helper functions
+function pyquintInFiji() {
+	// Fiji/ImageJ2 (imagej-legacy): launched with imagej.dir set, or jars/imagej-legacy-*.jar.
+	dir = getInfo("imagej.dir");
+	if (dir != "" && dir != "Invalid key" && dir != "null") return true;
+	jars = getDirectory("imagej") + "jars" + File.separator;
+	if (!File.isDirectory(jars)) return false;
+	list = getFileList(jars);
+	for (i = 0; i < list.length; i++)
+		if (startsWith(list[i], "imagej-legacy")) return true;
+	return false;
+}
 function pyquintCheckArgs(args, names) {
 	// Every key=value argument must name a parameter (catches typos).
 	if (args == "" || !pyquintKeyed(args, names)) return;

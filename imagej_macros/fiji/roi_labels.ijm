@@ -1,3 +1,5 @@
+// pyquint: ROI Manager annotations (ROIs named by class) to training label images (Fiji flavour)
+if (!pyquintInFiji()) exit("pyquint: this is the Fiji flavour (#@ script parameters), which plain ImageJ 1.x cannot read: run it in Fiji (script editor, or ImageJ-linux64 --headless --run), use imagej_macros/ij1/roi_labels.ijm with plain ImageJ, or `pyquint imagej run-macro`"); // pyquint: Fiji-flavour guard
 #@ String (label="Classes", value="background,cell", description="comma-separated class names, in label order 1, 2, ...") classes
 #@ String (label="Image folder (optional)", value="", description="folder of images with ROI sets; empty: the active image") inDir
 #@ String (label="ROI folder (optional)", value="", description="folder of the ROI sets (default inDir)") roiDir
@@ -79,6 +81,7 @@ if (inDir == "") {
 	print("pyquint: " + written + " label images written, " + skipped + " skipped (already there) in " + outDir);
 }
 
+
 function pyquintRoiLabels(width, height, classList, outPath, source) {
 	// Label k+1 for ROIs of class k (in list order); later ROIs paint over earlier ones.
 	newImage("pyquint-labels", "8-bit black", width, height, 1);
@@ -86,6 +89,8 @@ function pyquintRoiLabels(width, height, classList, outPath, source) {
 	for (r = 0; r < n; r++) {
 		roiManager("select", r);
 		roiName = Roi.getName;
+		// the training loop's "label here next" suggestions are no labels
+		if (startsWith(toLowerCase(roiName), "label here next")) continue;
 		label = pyquintClassOf(roiName, classList);
 		if (label == 0) exit("pyquint: ROI '" + roiName + "' of " + source + " matches none of the classes " + String.join(classList, ", ") + " (name ROIs by class, e.g. 'cell' or 'cell-2')");
 		type = selectionType();
@@ -118,6 +123,17 @@ function pyquintClassOf(name, classList) {
 }
 
 // ---------------------------------------------------------------- pyquint helper functions
+function pyquintInFiji() {
+	// Fiji/ImageJ2 (imagej-legacy): launched with imagej.dir set, or jars/imagej-legacy-*.jar.
+	dir = getInfo("imagej.dir");
+	if (dir != "" && dir != "Invalid key" && dir != "null") return true;
+	jars = getDirectory("imagej") + "jars" + File.separator;
+	if (!File.isDirectory(jars)) return false;
+	list = getFileList(jars);
+	for (i = 0; i < list.length; i++)
+		if (startsWith(list[i], "imagej-legacy")) return true;
+	return false;
+}
 function pyquintCheckArgs(args, names) {
 	// Every key=value argument must name a parameter (catches typos).
 	if (args == "" || !pyquintKeyed(args, names)) return;

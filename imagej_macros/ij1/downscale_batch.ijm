@@ -15,8 +15,8 @@
 //   overwrite      replace outputs that exist (default: skip them, so a stopped batch resumes)
 // Flavour ij1 (plain ImageJ 1.x and Fiji): edit the values below, or pass
 // key=value pairs separated by | (or the values in the order above) as the argument:
-//   xvfb-run -a java -Dplugins.dir=HOME -jar ij.jar -batch THIS.ijm "inDir=/data/sections|outDir=/data/small|factor=0.2"
-//   (HOME holds plugins/ and luts/; see `pyquint imagej info`)
+//   xvfb-run -a java -jar ij.jar -batch THIS.ijm "inDir=/data/sections|outDir=/data/small|factor=0.2"
+//   (add -Dplugins.dir=HOME for an ImageJ home with plugins/ and luts/: `pyquint imagej prepare-home`)
 
 inDir = "";
 outDir = "";
@@ -80,6 +80,17 @@ if (written + skipped == 0) exit("pyquint: no files ending with " + suffixes + "
 print("pyquint: " + written + " written, " + skipped + " skipped (already there; overwrite=false) in " + outDir);
 
 // ---------------------------------------------------------------- pyquint helper functions
+function pyquintInFiji() {
+	// Fiji/ImageJ2 (imagej-legacy): launched with imagej.dir set, or jars/imagej-legacy-*.jar.
+	dir = getInfo("imagej.dir");
+	if (dir != "" && dir != "Invalid key" && dir != "null") return true;
+	jars = getDirectory("imagej") + "jars" + File.separator;
+	if (!File.isDirectory(jars)) return false;
+	list = getFileList(jars);
+	for (i = 0; i < list.length; i++)
+		if (startsWith(list[i], "imagej-legacy")) return true;
+	return false;
+}
 function pyquintCheckArgs(args, names) {
 	// Every key=value argument must name a parameter (catches typos).
 	if (args == "" || !pyquintKeyed(args, names)) return;

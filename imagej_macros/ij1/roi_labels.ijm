@@ -15,8 +15,8 @@
 //   overwrite  replace outputs that exist (default: skip them, so a stopped batch resumes)
 // Flavour ij1 (plain ImageJ 1.x and Fiji): edit the values below, or pass
 // key=value pairs separated by | (or the values in the order above) as the argument:
-//   xvfb-run -a java -Dplugins.dir=HOME -jar ij.jar -batch THIS.ijm "classes=background,cell|inDir=/data/train|outDir=/data/labels"
-//   (HOME holds plugins/ and luts/; see `pyquint imagej info`)
+//   xvfb-run -a java -jar ij.jar -batch THIS.ijm "classes=background,cell|inDir=/data/train|outDir=/data/labels"
+//   (add -Dplugins.dir=HOME for an ImageJ home with plugins/ and luts/: `pyquint imagej prepare-home`)
 
 classes = "background,cell";
 inDir = "";
@@ -91,6 +91,7 @@ if (inDir == "") {
 	print("pyquint: " + written + " label images written, " + skipped + " skipped (already there) in " + outDir);
 }
 
+
 function pyquintRoiLabels(width, height, classList, outPath, source) {
 	// Label k+1 for ROIs of class k (in list order); later ROIs paint over earlier ones.
 	newImage("pyquint-labels", "8-bit black", width, height, 1);
@@ -98,6 +99,8 @@ function pyquintRoiLabels(width, height, classList, outPath, source) {
 	for (r = 0; r < n; r++) {
 		roiManager("select", r);
 		roiName = Roi.getName;
+		// the training loop's "label here next" suggestions are no labels
+		if (startsWith(toLowerCase(roiName), "label here next")) continue;
 		label = pyquintClassOf(roiName, classList);
 		if (label == 0) exit("pyquint: ROI '" + roiName + "' of " + source + " matches none of the classes " + String.join(classList, ", ") + " (name ROIs by class, e.g. 'cell' or 'cell-2')");
 		type = selectionType();
@@ -130,6 +133,17 @@ function pyquintClassOf(name, classList) {
 }
 
 // ---------------------------------------------------------------- pyquint helper functions
+function pyquintInFiji() {
+	// Fiji/ImageJ2 (imagej-legacy): launched with imagej.dir set, or jars/imagej-legacy-*.jar.
+	dir = getInfo("imagej.dir");
+	if (dir != "" && dir != "Invalid key" && dir != "null") return true;
+	jars = getDirectory("imagej") + "jars" + File.separator;
+	if (!File.isDirectory(jars)) return false;
+	list = getFileList(jars);
+	for (i = 0; i < list.length; i++)
+		if (startsWith(list[i], "imagej-legacy")) return true;
+	return false;
+}
 function pyquintCheckArgs(args, names) {
 	// Every key=value argument must name a parameter (catches typos).
 	if (args == "" || !pyquintKeyed(args, names)) return;

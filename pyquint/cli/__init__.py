@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "large": ("pyquint.cli.large", "Images larger than RAM: tile-by-tile prediction, Dask clusters."),
     "data": ("pyquint.cli.data", "Generate the bundled synthetic sample sections."),
     "demo": ("pyquint.cli.quint", "Run the QUINT pipeline on the bundled sample data."),
+    "interactive": ("pyquint.cli.interactive", "Train and preview step by step (the Fiji training loop)."),
 }
 
 

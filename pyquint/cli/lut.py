@@ -195,7 +195,7 @@ def convert_cmd(source, dest, fmt, fiji, sets, overwrite) -> None:
 
 
 @cli.command("make-glasbey")
-@click.option("--out", "out_dir", default="lut", show_default=True, type=click.Path(file_okay=False),
+@click.option("--out", "out_dir", default="pyquint/lut/tables", show_default=True, type=click.Path(file_okay=False),
               help="Folder for glasbey.lut, glasbey_on_dark.lut, glasbey_inverted.lut.")
 @click.option("--variant", "variants", multiple=True,
               type=click.Choice(["glasbey", "glasbey_on_dark", "glasbey_inverted"]),

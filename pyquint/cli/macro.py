@@ -71,7 +71,7 @@ def _option_name(name: str) -> str:
 def _make_command(spec) -> click.Command:
     def run(flavour: str, output: Path | None, **kwargs) -> None:
         params = {key: value for key, value in kwargs.items() if value is not None}
-        if spec.name == "pyquint-classify" and "python" not in params:
+        if any(p.name == "python" for p in spec.params) and "python" not in params:
             params["python"] = sys.executable  # the Python running this pyquint
         try:
             text = generate_macro(spec.name, flavour, **params)

@@ -91,8 +91,25 @@ def start_jvm(
         except OSError as exc:
             raise ImageJError(f"could not start Java ({lib}): {exc}") from exc
         _STARTED["install"] = install
+        _release_creating_thread(jpype)
         _check_ij_loadable(jpype)
         return install
+
+
+def _release_creating_thread(jpype) -> None:
+    """Let the process exit even when the JVM was started off the main thread.
+
+    The thread that calls ``startJVM`` becomes the JVM's non-daemon "main" thread. When it is
+    a worker (a ``ThreadPoolExecutor`` thread in a batch) it ends without detaching, and at
+    exit JPype's ``shutdownJVM`` -> ``DestroyJavaVM`` waits for it for ever. Detaching it
+    right away fixes that: JPype re-attaches it on its next Java call, as a daemon thread,
+    like every other Python thread that calls Java.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        try:
+            jpype.java.lang.Thread.detach()
+        except AttributeError:  # pragma: no cover - JPype before the Thread customizer
+            jpype.detachThreadFromJVM()
 
 
 def _check_ij_loadable(jpype) -> None:

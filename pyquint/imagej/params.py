@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ..errors import InputError
 
 __all__ = [
+    "FIJI_GUARD_MARK",
     "ScriptParameter",
     "bind_script_parameters",
     "has_script_parameters",
@@ -28,6 +29,8 @@ _ATTR_RE = re.compile(r'(\w+)\s*=\s*("(?:[^"\\]|\\.)*"|\{[^}]*\}|[^,)]+)')
 _TEXT_TYPES = {"string", "file", "directory", "colorrgb", "char", "character"}
 _NUMBER_TYPES = {"int", "integer", "long", "short", "byte", "float", "double", "number", "bigdecimal", "biginteger"}
 _BOOL_TYPES = {"boolean", "bool"}
+# Ends the guard line of pyquint's Fiji-flavour macros (pyquint.macros._render).
+FIJI_GUARD_MARK = "// pyquint: Fiji-flavour guard"
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,9 @@ def bind_script_parameters(text: str, values: Mapping[str, object] | None = None
     Values come from ``values``, else the parameter's ``value=`` attribute, else ``""`` for
     ``required=false``; a required parameter without a value is an :class:`InputError`.
     ``#@output`` lines are dropped; service parameters (``#@ ImageJ ij``) are refused since
-    plain ImageJ 1.x has no such services.
+    plain ImageJ 1.x has no such services. The guard line of pyquint's Fiji-flavour macros
+    (which stops plain ImageJ before the first ``#@`` line) is dropped too: once bound, the
+    macro is plain IJ1.
     """
     values = dict(values or {})
     lines = text.splitlines()
@@ -124,6 +129,8 @@ def bind_script_parameters(text: str, values: Mapping[str, object] | None = None
         else:
             raise InputError(f"script parameter {p.name!r} ({p.type}) needs a value")
         lines[p.line_no] = f"{p.name} = {_literal(p, value)};"
+    lines = ["// (pyquint: parameters bound for plain ImageJ)" if line.endswith(FIJI_GUARD_MARK) else line
+             for line in lines]
     return "\n".join(lines) + ("\n" if text.endswith("\n") else "")
 
 

@@ -12,7 +12,8 @@ The three variants are made to reproduce Fiji's files (``luts/`` of the Fiji dis
     (sRGB decoded, the ICC sRGB profile's D50 matrix). This gives exactly the 256 colours
     of Fiji's table (G. Landini, 2009, from Glasbey et al.), 252 of them at the same index:
     entries 145/146 and 169/170 come out swapped (near-ties, 0.0007 and 0.0004 apart in
-    CIELAB). Entries 1-3 are blue (0,0,255), red (255,0,0), green (0,255,0).
+    CIELAB, decided by the matrix's 4th decimal: the full-precision matrix gives Fiji's order
+    of these colours but a different colour at entry 17; see docs/luts.md). Entries 1-3 are blue (0,0,255), red (255,0,0), green (0,255,0).
 ``glasbey_on_dark``
     First colour black; distances in CAM02-UCS (CIECAM02 under sRGB viewing conditions,
     Luo et al. 2006); candidates closer than 35 to black are excluded. This is the
@@ -396,7 +397,7 @@ def glasbey_lut(variant: str = "glasbey", *, cached: bool = True) -> Lut:
     variant : {"glasbey", "glasbey_on_dark", "glasbey_inverted"}
         Spaces are accepted for underscores ("glasbey on dark"), case-insensitively.
     cached : bool
-        Read the generator's output committed in pyquint's ``lut/`` folder when it is there
+        Read the generator's output shipped in ``pyquint/lut/tables/`` when it is there
         (a test keeps it equal to a fresh generation); ``False`` always runs the generator
         (about 5-10 s per variant).
     """

@@ -1,14 +1,15 @@
-"""Finding LUTs by name, as ImageJ does, and pyquint's own ``lut/`` folder.
+"""Finding LUTs by name, as ImageJ does, and pyquint's own LUT files.
 
 Search order of :func:`find_lut`: an explicit path; a Fiji/ImageJ installation's ``luts/``
 (``fiji_dir`` argument, else the ``FIJI_HOME`` or ``PYQUINT_FIJI`` environment variable);
-pyquint's ``lut/`` folder (at the repository root beside the package). Names follow
+pyquint's own files (``pyquint/lut/tables/``, package data: they are in the wheel). Names follow
 ImageJ's menu rules: ``.lut`` stripped, spaces and underscores equivalent, case-insensitive
 ("glasbey on dark" finds ``glasbey_on_dark.lut``).
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from .formats import LUT_SUFFIX, Lut, read_lut
 
 __all__ = ["BUILTIN_LUTS", "PYQUINT_LUT_DIR", "builtin_lut", "find_lut", "fiji_lut_dirs", "load_lut"]
 
-PYQUINT_LUT_DIR = Path(__file__).resolve().parents[2] / "lut"
+# Package data (pyproject: package-data); a real folder for every non-zip install.
+PYQUINT_LUT_DIR = Path(os.fspath(importlib.resources.files("pyquint.lut").joinpath("tables")))
 _ENV_VARS = ("FIJI_HOME", "PYQUINT_FIJI")
 
 

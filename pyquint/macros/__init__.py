@@ -28,6 +28,7 @@ from ..errors import InputError
 from ..io import atomic_output
 from ._render import FLAVOURS, MacroSpec, Param, check_value, render
 from .library import SPECS
+from .training import FIJI_TRAIN
 
 __all__ = [
     "FLAVOURS",
@@ -40,7 +41,7 @@ __all__ = [
     "regenerate_macros",
 ]
 
-MACROS: dict[str, MacroSpec] = {spec.name: spec for spec in SPECS}
+MACROS: dict[str, MacroSpec] = {spec.name: spec for spec in (*SPECS, FIJI_TRAIN)}
 
 
 def macro_names() -> list[str]:
@@ -77,7 +78,7 @@ def generate_macro(name: str, flavour: str = "ij1", **params: object) -> str:
     ----------
     name : str
         One of :func:`macro_names` (``glasbey-batch``, ``lut-batch``, ``lut-inline-batch``,
-        ``downscale-batch``, ``pyquint-classify``, ``roi-labels``).
+        ``downscale-batch``, ``pyquint-classify``, ``roi-labels``, ``fiji-train``).
     flavour : {"ij1", "fiji"}
         Plain ImageJ 1.x (values templated in + ``getArgument()``) or Fiji ``#@`` parameters.
     **params

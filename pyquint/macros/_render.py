@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import InputError
-from ..imagej.params import ijm_string
+from ..imagej.params import FIJI_GUARD_MARK, ijm_string
 
 FLAVOURS = ("ij1", "fiji")
 
@@ -135,6 +135,11 @@ def render(spec: MacroSpec, flavour: str, values: dict, body: str, generator_cmd
            for p in rt]
     out: list[str] = []
     if flavour == "fiji":
+        # Fiji (SciJava) reads #@ lines anywhere and blanks them before the macro runs; plain
+        # ImageJ 1.x would stop at the first one with a modal "Macro Error" dialog (a hang
+        # under -batch), so the guard before them exits at once with what to do instead.
+        ij1_file = macro_filename_hint(spec.name)
+        out += [f"// pyquint: {spec.title} (Fiji flavour)", FIJI_GUARD.format(ij1=ij1_file)]
         out += [_fiji_line(p, values[p.name]) for p in rt]
     out += [f"// pyquint: {spec.title}"]
     out += ["// " + line if line else "//" for line in spec.description.splitlines()]
@@ -144,8 +149,8 @@ def render(spec: MacroSpec, flavour: str, values: dict, body: str, generator_cmd
         out += [
             "// Flavour ij1 (plain ImageJ 1.x and Fiji): edit the values below, or pass",
             "// key=value pairs separated by | (or the values in the order above) as the argument:",
-            f'//   xvfb-run -a java -Dplugins.dir=HOME -jar ij.jar -batch THIS.ijm "{example}"',
-            "//   (HOME holds plugins/ and luts/; see `pyquint imagej info`)",
+            f'//   xvfb-run -a java -jar ij.jar -batch THIS.ijm "{example}"',
+            "//   (add -Dplugins.dir=HOME for an ImageJ home with plugins/ and luts/: `pyquint imagej prepare-home`)",
             "",
         ]
         out += [f"{p.name} = {_ijm_value(p, values[p.name])};" for p in rt]
@@ -172,8 +177,31 @@ def render(spec: MacroSpec, flavour: str, values: dict, body: str, generator_cmd
     return "\n".join(out)
 
 
+FIJI_GUARD = (
+    'if (!pyquintInFiji()) exit("pyquint: this is the Fiji flavour (#@ script parameters), which plain '
+    "ImageJ 1.x cannot read: run it in Fiji (script editor, or ImageJ-linux64 --headless --run), "
+    'use imagej_macros/{ij1} with plain ImageJ, or `pyquint imagej run-macro`"); ' + FIJI_GUARD_MARK
+)
+
+
+def macro_filename_hint(name: str) -> str:
+    """The ij1 twin of a macro in ``imagej_macros/`` (named in the Fiji flavour's guard)."""
+    return f"ij1/{name.replace('-', '_')}.ijm"
+
+
 HELPERS = r"""
 // ---------------------------------------------------------------- pyquint helper functions
+function pyquintInFiji() {
+	// Fiji/ImageJ2 (imagej-legacy): launched with imagej.dir set, or jars/imagej-legacy-*.jar.
+	dir = getInfo("imagej.dir");
+	if (dir != "" && dir != "Invalid key" && dir != "null") return true;
+	jars = getDirectory("imagej") + "jars" + File.separator;
+	if (!File.isDirectory(jars)) return false;
+	list = getFileList(jars);
+	for (i = 0; i < list.length; i++)
+		if (startsWith(list[i], "imagej-legacy")) return true;
+	return false;
+}
 function pyquintCheckArgs(args, names) {
 	// Every key=value argument must name a parameter (catches typos).
 	if (args == "" || !pyquintKeyed(args, names)) return;

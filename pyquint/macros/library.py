@@ -46,10 +46,39 @@ print("pyquint: " + written + " written, " + skipped + " skipped (already there;
 """
 
 
+_GLASBEY_PRECHECK = r"""
+// run(lut) finds <ImageJ>/luts/<lut>.lut (spaces or underscores). Without that file (plain
+// ij.jar run as `java -jar ij.jar -batch`), run() would open a modal "Unrecognized command"
+// dialog and -batch would wait for ever: use the table embedded below instead (pyquint's own
+// Glasbey tables; pyquint's "glasbey" is Fiji's with entries 145/146 and 169/170 exchanged).
+{arrays}
+lutFile = getDirectory("luts") + replace(lut, " ", "_") + ".lut";
+useLutFile = File.exists(lutFile);
+if (!useLutFile) useLutFile = File.exists(getDirectory("luts") + lut + ".lut");
+if (!useLutFile) {{
+	lutNames = newArray({names});
+	k = -1;
+	for (j = 0; j < lutNames.length; j++)
+		if (toLowerCase(replace(lut, "_", " ")) == lutNames[j]) k = j;
+	if (k < 0) exit("pyquint: Unrecognized command: \"" + lut + "\": no " + lutFile + " and no table of that name in this macro (" + String.join(lutNames, ", ") + "); use lut-batch with a LUT file");
+	lutReds = Array.slice(pyquintGlasbeyReds, 256 * k, 256 * k + 256);
+	lutGreens = Array.slice(pyquintGlasbeyGreens, 256 * k, 256 * k + 256);
+	lutBlues = Array.slice(pyquintGlasbeyBlues, 256 * k, 256 * k + 256);
+	print("pyquint: no " + lutFile + ": using pyquint's " + lut + " table embedded in this macro");
+}}
+"""
+
+
 def _glasbey_body(values: dict) -> str:
-    # run("glasbey") finds luts/glasbey.lut (underscores or spaces both work); an unknown
-    # name is ImageJ's own "Unrecognized command" error.
-    return _LUT_LOOP.format(precheck="", apply="run(lut);")
+    tables = [load_table(name) for name in GLASBEY_NAMES]
+    arrays = "\n".join(
+        _array_lines(f"pyquintGlasbey{colour}", np.concatenate([t[:, c] for t in tables]))
+        for c, colour in enumerate(("Reds", "Greens", "Blues"))
+    )
+    names = ", ".join(f'"{n}"' for n in GLASBEY_NAMES)
+    precheck = _GLASBEY_PRECHECK.format(arrays=arrays, names=names).strip("\n")
+    return _LUT_LOOP.format(precheck=precheck,
+                            apply="if (useLutFile) run(lut);\n\telse setLut(lutReds, lutGreens, lutBlues);")
 
 
 def _lut_file_body(values: dict) -> str:
@@ -84,7 +113,7 @@ def load_table(lut: object) -> np.ndarray:
 
 
 def _array_lines(name: str, values: np.ndarray) -> str:
-    rows = [", ".join(str(int(v)) for v in values[i:i + 16]) for i in range(0, 256, 16)]
+    rows = [", ".join(str(int(v)) for v in values[i:i + 16]) for i in range(0, len(values), 16)]
     return f"{name} = newArray(\n\t" + ",\n\t".join(rows) + ");"
 
 
@@ -154,6 +183,49 @@ if (!startsWith(status, "[pyquint exit status 0]")) exit("pyquint " + command + 
 """
 
 
+ROI_FUNCTIONS = """
+function pyquintRoiLabels(width, height, classList, outPath, source) {
+	// Label k+1 for ROIs of class k (in list order); later ROIs paint over earlier ones.
+	newImage("pyquint-labels", "8-bit black", width, height, 1);
+	n = roiManager("count");
+	for (r = 0; r < n; r++) {
+		roiManager("select", r);
+		roiName = Roi.getName;
+		// the training loop's "label here next" suggestions are no labels
+		if (startsWith(toLowerCase(roiName), "label here next")) continue;
+		label = pyquintClassOf(roiName, classList);
+		if (label == 0) exit("pyquint: ROI '" + roiName + "' of " + source + " matches none of the classes " + String.join(classList, ", ") + " (name ROIs by class, e.g. 'cell' or 'cell-2')");
+		type = selectionType();
+		if (type == 10) {
+			getSelectionCoordinates(xs, ys);
+			for (p = 0; p < xs.length; p++) setPixel(floor(xs[p]), floor(ys[p]), label);
+		} else {
+			if (type >= 5 && type <= 7) run("Line to Area");
+			setColor(label);
+			fill();
+		}
+	}
+	run("Select None");
+	pyquintSave("PNG", outPath);
+	close();
+}
+function pyquintClassOf(name, classList) {
+	// Exact class name first, then a class name followed by - _ space : or . (e.g. "cell-3").
+	lower = toLowerCase(String.trim(name));
+	for (c = 0; c < classList.length; c++)
+		if (lower == toLowerCase(classList[c])) return c + 1;
+	for (c = 0; c < classList.length; c++) {
+		cls = toLowerCase(classList[c]);
+		if (startsWith(lower, cls) && lengthOf(lower) > lengthOf(cls)) {
+			next = substring(lower, lengthOf(cls), lengthOf(cls) + 1);
+			if (next == "-" || next == "_" || next == " " || next == ":" || next == ".") return c + 1;
+		}
+	}
+	return 0;
+}
+"""
+
+
 def _roi_labels_body(values: dict) -> str:
     return """
 setBatchMode(true);
@@ -203,44 +275,7 @@ if (inDir == "") {
 	print("pyquint: " + written + " label images written, " + skipped + " skipped (already there) in " + outDir);
 }
 
-function pyquintRoiLabels(width, height, classList, outPath, source) {
-	// Label k+1 for ROIs of class k (in list order); later ROIs paint over earlier ones.
-	newImage("pyquint-labels", "8-bit black", width, height, 1);
-	n = roiManager("count");
-	for (r = 0; r < n; r++) {
-		roiManager("select", r);
-		roiName = Roi.getName;
-		label = pyquintClassOf(roiName, classList);
-		if (label == 0) exit("pyquint: ROI '" + roiName + "' of " + source + " matches none of the classes " + String.join(classList, ", ") + " (name ROIs by class, e.g. 'cell' or 'cell-2')");
-		type = selectionType();
-		if (type == 10) {
-			getSelectionCoordinates(xs, ys);
-			for (p = 0; p < xs.length; p++) setPixel(floor(xs[p]), floor(ys[p]), label);
-		} else {
-			if (type >= 5 && type <= 7) run("Line to Area");
-			setColor(label);
-			fill();
-		}
-	}
-	run("Select None");
-	pyquintSave("PNG", outPath);
-	close();
-}
-function pyquintClassOf(name, classList) {
-	// Exact class name first, then a class name followed by - _ space : or . (e.g. "cell-3").
-	lower = toLowerCase(String.trim(name));
-	for (c = 0; c < classList.length; c++)
-		if (lower == toLowerCase(classList[c])) return c + 1;
-	for (c = 0; c < classList.length; c++) {
-		cls = toLowerCase(classList[c]);
-		if (startsWith(lower, cls) && lengthOf(lower) > lengthOf(cls)) {
-			next = substring(lower, lengthOf(cls), lengthOf(cls) + 1);
-			if (next == "-" || next == "_" || next == " " || next == ":" || next == ".") return c + 1;
-		}
-	}
-	return 0;
-}
-"""
+""" + ROI_FUNCTIONS
 
 
 SPECS = (
@@ -249,7 +284,8 @@ SPECS = (
         "Glasbey LUT over a folder of label images (QUINT's run(\"Glasbey\") batch)",
         "Opens every label image (ilastik/pyquint Simple Segmentation, values 1..N) in inDir,\n"
         "applies a Glasbey LUT from ImageJ's luts folder and saves an indexed (palette) PNG\n"
-        "in outDir for Nutil. Labels stay unchanged; 16-bit labels are converted without scaling.",
+        "in outDir for Nutil. Labels stay unchanged; 16-bit labels are converted without scaling.\n"
+        "Without luts/<lut>.lut (plain ij.jar), pyquint's own table embedded here is used.",
         (IN_DIR, OUT_DIR,
          Param("lut", "choice", "glasbey", "LUT", "LUT name in ImageJ's luts folder", choices=GLASBEY_NAMES),
          LABEL_SUFFIXES, OVERWRITE),

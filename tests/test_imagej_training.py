@@ -1,0 +1,149 @@
+"""The Fiji training loop (``fiji-train``) driven headless in a real ImageJ under Xvfb.
+
+The image is one of pyquint's synthetic sections; ROIs are drawn where its ground truth says
+(as a user would), the macro paints them, runs pyquint, shows overlays and adds suggestions.
+A second run with more ROIs must agree better with the ground truth.
+"""
+
+from __future__ import annotations
+
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage as ndi
+
+from pyquint.data import make_section, write_sample_dataset
+from pyquint.imagej import run_macro
+from pyquint.macros import generate_macro
+from pyquint.pixel import PixelClassifier
+
+
+def _boxes(mask: np.ndarray, n: int, size: int, rng) -> list[tuple[int, int, int, int]]:
+    inside = ndi.minimum_filter(mask.astype(np.uint8), size=size + 2) > 0
+    ys, xs = np.nonzero(inside)
+    pick = rng.choice(len(ys), n, replace=False)
+    return [(int(xs[i]) - size // 2, int(ys[i]) - size // 2, size, size) for i in pick]
+
+
+def _points(mask: np.ndarray, n: int, rng) -> list[tuple[int, int]]:
+    ys, xs = np.nonzero(mask)
+    pick = rng.choice(len(ys), n, replace=False)
+    return [(int(xs[i]), int(ys[i])) for i in pick]
+
+
+def _roi_macro(image: Path, rois: list) -> str:
+    """Open the image and put named ROIs into the ROI Manager (what the user draws)."""
+    lines = [f'open("{image}");']
+    for name, geom in rois:
+        if isinstance(geom[0], tuple):  # points
+            xs = ", ".join(str(x) for x, _ in geom)
+            ys = ", ".join(str(y) for _, y in geom)
+            lines.append(f'makeSelection("point", newArray({xs}), newArray({ys}));')
+        else:
+            lines.append(f"makeRectangle({geom[0]}, {geom[1]}, {geom[2]}, {geom[3]});")
+        lines += ['roiManager("add");', 'roiManager("select", roiManager("count") - 1);',
+                  f'roiManager("rename", "{name}");']
+    return "\n".join(lines) + "\n"
+
+
+def _stain_f1(segmentation: np.ndarray, truth: np.ndarray) -> float:
+    pred, true = segmentation == 2, truth > 0
+    return 2 * np.count_nonzero(pred & true) / (np.count_nonzero(pred) + np.count_nonzero(true))
+
+
+@pytest.fixture(scope="module")
+def train_macro() -> str:
+    return generate_macro("fiji-train", "ij1", classes="background,stain", python=sys.executable, suggestions=4)
+
+
+def test_loop_in_imagej_improves_with_more_rois(require_imagej, tmp_path, train_macro):
+    section = make_section(3)
+    image = tmp_path / "brain_s001.png"
+    Image.fromarray(section.image).save(image)
+    rng = np.random.default_rng(0)
+    slide = (section.image > 225) & (section.truth == 0)
+    tissue = (section.image > 170) & (section.image < 215) & (section.truth == 0)
+    # iteration 1: background on the bright slide only, a few points on cells
+    first = [("background", box) for box in _boxes(slide, 1, 10, rng)]
+    first.append(("stain", _points(ndi.binary_erosion(section.truth == 1), 6, rng)))
+    result = run_macro(_roi_macro(image, first) + train_macro, timeout=300)
+    work = tmp_path / "brain_s001_pyquint"
+    assert "4 'label here next' suggestions added to the ROI Manager" in result.output
+    for name in ("model.h5", "labels.png", "probability.png", "segmentation.png", "uncertainty.png",
+                 "suggestions.csv", "overlay.png", "preview_montage.png"):
+        assert (work / name).is_file(), name
+    seg1 = np.asarray(Image.open(work / "segmentation.png"))
+    labels1 = np.asarray(Image.open(work / "labels.png"))
+    # ImageJ painted the ROIs: the rectangle as class 1, each point as one pixel of class 2
+    x, y, w, h = first[0][1]
+    assert np.all(labels1[y:y + h, x:x + w] == 1) and np.count_nonzero(labels1 == 1) == w * h
+    assert np.count_nonzero(labels1 == 2) == 6
+    # the overlay ImageJ flattened shows the suggestions as yellow boxes on the image
+    overlay = np.asarray(Image.open(work / "overlay.png").convert("RGB"))
+    assert overlay.shape[:2] == section.image.shape
+    row = work.joinpath("suggestions.csv").read_text().splitlines()[1].split(",")
+    sx, sy = int(row[1]), int(row[2])
+    assert tuple(overlay[sy, sx + 5]) == (255, 255, 0)
+    with zipfile.ZipFile(work / "rois.zip") as rois:  # the ROI Manager as ImageJ saved it
+        names = sorted(n.removesuffix(".roi") for n in rois.namelist())
+    assert names == sorted(["background", "stain"] + [f"label here next {k}" for k in range(1, 5)])
+    with Image.open(work / "preview_montage.png") as montage:
+        assert montage.width > 4 * section.image.shape[1]  # 4 panels side by side
+
+    # iteration 2: the same ROI Manager content is gone (new process); only the new ROIs are
+    # drawn, the saved labels keep the first ones
+    second = [("background-tissue", box) for box in _boxes(tissue, 6, 8, rng)]
+    second.append(("stain-streak", _points(section.truth == 2, 8, rng)))
+    run_macro(_roi_macro(image, second) + train_macro, timeout=300)
+    labels2 = np.asarray(Image.open(work / "labels.png"))
+    assert np.all(labels2[labels1 > 0] == labels1[labels1 > 0])
+    assert np.count_nonzero(labels2) == np.count_nonzero(labels1) + 6 * 64 + 8
+    seg2 = np.asarray(Image.open(work / "segmentation.png"))
+    f1, f2 = _stain_f1(seg1, section.truth), _stain_f1(seg2, section.truth)
+    assert f2 > f1 + 0.2, (f1, f2)
+    np.testing.assert_array_equal(seg2, PixelClassifier.load(work / "model.h5").predict(section.image))
+
+
+def test_same_macro_batches_a_folder(require_imagej, tmp_path, train_macro):
+    data = write_sample_dataset(tmp_path / "data", n_sections=2, seed=5)
+    sections = data / "sections"
+    train_dir = tmp_path / "train"
+    train_dir.mkdir()
+    image = train_dir / "brain_s009.png"
+    Image.fromarray(make_section(4).image).save(image)
+    labels = make_section(4).labels
+    rois = [("background", (int(x), int(y), 1, 1)) for y, x in zip(*np.nonzero(labels == 1))][:40]
+    rois += [("stain", (int(x), int(y), 1, 1)) for y, x in zip(*np.nonzero(labels == 2))][:40]
+    run_macro(_roi_macro(image, rois) + train_macro, timeout=300)
+    model = train_dir / "brain_s009_pyquint" / "model.h5"
+    batch = generate_macro("fiji-train", "ij1", classes="background,stain", python=sys.executable,
+                           batchDir=str(sections), model=str(model), outDir=str(tmp_path / "nutil"))
+    result = run_macro(batch, timeout=300, aborted_ok=True)
+    assert "Glasbey segmentations for Nutil" in result.output
+    clf = PixelClassifier.load(model)
+    for src in sorted(sections.glob("*.png")):
+        with Image.open(tmp_path / "nutil" / "segmentations" / src.name) as im:
+            assert im.mode == "P"
+            np.testing.assert_array_equal(np.asarray(im), clf.predict(np.asarray(Image.open(src))))
+    # no model: the macro stops with a message, at once
+    missing = generate_macro("fiji-train", "ij1", python=sys.executable, batchDir=str(sections),
+                             model=str(tmp_path / "none.h5"))
+    with pytest.raises(Exception, match="train first"):
+        run_macro(missing, timeout=60)
+
+
+def test_fiji_flavour_runs_when_its_parameters_are_bound(require_imagej, tmp_path):
+    # the #@ script (what Fiji's script editor runs): parameters bound by pyquint for plain ImageJ
+    section = make_section(2)
+    image = tmp_path / "brain_s002.png"
+    Image.fromarray(section.image).save(image)
+    rois = [("background", (2, 2, 12, 12)), ("cell", _points(section.truth == 1, 5, np.random.default_rng(1)))]
+    script = generate_macro("fiji-train", "fiji")
+    result = run_macro(_roi_macro(image, rois) + script, {"classes": "background,cell", "python": sys.executable,
+                                                           "suggestions": 2, "trees": 10}, timeout=300)
+    assert "2 'label here next' suggestions added" in result.output
+    assert PixelClassifier.load(tmp_path / "brain_s002_pyquint" / "model.h5").class_names_ == ["background", "cell"]
