@@ -93,3 +93,21 @@ def require_imagej() -> None:
     if os.environ.get("PYQUINT_REQUIRE_IMAGEJ") == "1":
         pytest.fail(f"PYQUINT_REQUIRE_IMAGEJ=1 but ImageJ is unusable: {reason}")
     pytest.skip(f"ImageJ tests SKIPPED: {reason}")
+
+
+@pytest.fixture(scope="session")
+def made_ilp(tmp_path_factory) -> Path:
+    """A Pixel Classification project written by pyquint (no stored forest): one 120 × 150 grey
+    section inside, sparse labels of two classes, ilastik's full feature selection.
+
+    For tests whose subject is how pyquint reads or rejects projects, not the real ``pc.ilp``.
+    """
+    from pyquint.data import make_section  # noqa: PLC0415
+    from pyquint.features import FeatureSelection  # noqa: PLC0415
+    from pyquint.ilastik.writer import write_project  # noqa: PLC0415
+
+    section = make_section(5, (120, 150))
+    path = tmp_path_factory.mktemp("made_ilp") / "made.ilp"
+    write_project(path, [section.image], [section.labels], FeatureSelection.all(),
+                  ["Background", "Stain"], axes="yx", nicknames=["made_s001"])
+    return path

@@ -35,6 +35,14 @@ def pc_copy(pc_ilp: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def made_copy(made_ilp: Path, tmp_path: Path) -> Path:
+    """A copy of a pyquint-written project, for tests that alter a project to break it."""
+    dst = tmp_path / "made.ilp"
+    shutil.copyfile(made_ilp, dst)
+    return dst
+
+
+@pytest.fixture
 def steinbock_ilp(reference_dir: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "sb" / "pixel_classifier.ilp"
     dst.parent.mkdir()
@@ -242,9 +250,9 @@ def test_not_hdf5(tmp_path: Path) -> None:
         read_project(tmp_path / "absent.ilp")
 
 
-def test_truncated(pc_ilp: Path, tmp_path: Path) -> None:
+def test_truncated(made_ilp: Path, tmp_path: Path) -> None:
     cut = tmp_path / "cut.ilp"
-    cut.write_bytes(pc_ilp.read_bytes()[: pc_ilp.stat().st_size // 2])
+    cut.write_bytes(made_ilp.read_bytes()[: made_ilp.stat().st_size // 2])
     with pytest.raises(InputError, match=r"cut\.ilp"):
         p = read_project(cut)
         p.read_lane(0)  # pragma: no cover - reading must fail earlier or here
@@ -259,22 +267,22 @@ def test_plain_hdf5_is_not_a_project(tmp_path: Path) -> None:
         read_project(path)
 
 
-def test_unknown_workflow(pc_copy: Path) -> None:
-    _set(pc_copy, "workflowName", "Carving")
+def test_unknown_workflow(made_copy: Path) -> None:
+    _set(made_copy, "workflowName", "Carving")
     with pytest.raises(InputError, match="unknown or unsupported ilastik workflow 'Carving'"):
-        read_project(pc_copy)
+        read_project(made_copy)
 
 
 @pytest.mark.parametrize("version", ["0.5.0", "1.6.0", "2.0.1", "banana"])
-def test_version_outside_range(pc_copy: Path, version: str) -> None:
-    _set(pc_copy, "ilastikVersion", version)
+def test_version_outside_range(made_copy: Path, version: str) -> None:
+    _set(made_copy, "ilastikVersion", version)
     with pytest.raises(InputError, match="version"):
-        read_project(pc_copy)
+        read_project(made_copy)
 
 
-def test_object_classification_threshold_settings(pc_copy: Path) -> None:
-    _set(pc_copy, "workflowName", "Object Classification (from pixel classification)")
-    with h5py.File(pc_copy, "a") as f:
+def test_object_classification_threshold_settings(made_copy: Path) -> None:
+    _set(made_copy, "workflowName", "Object Classification (from pixel classification)")
+    with h5py.File(made_copy, "a") as f:
         g = f.create_group("ThresholdTwoLevels")
         for key, value in (("CurOperator", 0), ("MinSize", 10), ("MaxSize", 1000000),
                            ("LowThreshold", 0.5), ("HighThreshold", 0.8), ("Channel", 0)):
@@ -282,17 +290,17 @@ def test_object_classification_threshold_settings(pc_copy: Path) -> None:
         s = g.create_group("SmootherSigma")
         for axis in "xyz":
             s.create_dataset(axis, data=1.0)
-    p = read_project(pc_copy)
+    p = read_project(made_copy)
     assert p.kind == "object"
     t = p.threshold_settings
     assert (t["MinSize"], t["MaxSize"], t["LowThreshold"], t["HighThreshold"]) == (10, 1000000, 0.5, 0.8)
     assert t["SmootherSigma"] == {"x": 1.0, "y": 1.0, "z": 1.0}
 
 
-def test_label_block_outside_image(pc_copy: Path) -> None:
+def test_label_block_outside_image(made_copy: Path) -> None:
     block = np.ones((10, 10, 1), np.uint8)
-    _add_blocks(pc_copy, [(block, "[1020:1030,0:10,0:1]", axistags_json("yxc"))])
-    p = read_project(pc_copy)
+    _add_blocks(made_copy, [(block, "[1020:1030,0:10,0:1]", axistags_json("yxc"))])
+    p = read_project(made_copy)
     with pytest.raises(InputError, match="outside the image"):
         p.label_image(0)
     with pytest.raises(InputError, match="outside the image"):
@@ -304,18 +312,18 @@ def test_label_block_outside_image(pc_copy: Path) -> None:
     [("[0:10,0:10]", "ranges"), ("[0:10,0:12,0:1]", "spans"), ("0:10,0:10,0:1", "unreadable"),
      ("[5:2,0:10,0:1]", "invalid range")],
 )
-def test_bad_block_slice(pc_copy: Path, slice_text: str, match: str) -> None:
-    _add_blocks(pc_copy, [(np.ones((10, 10, 1), np.uint8), slice_text, axistags_json("yxc"))])
+def test_bad_block_slice(made_copy: Path, slice_text: str, match: str) -> None:
+    _add_blocks(made_copy, [(np.ones((10, 10, 1), np.uint8), slice_text, axistags_json("yxc"))])
     with pytest.raises(InputError, match=match):
-        read_project(pc_copy)
+        read_project(made_copy)
 
 
-def test_inconsistent_feature_selection(pc_copy: Path) -> None:
-    with h5py.File(pc_copy, "a") as f:
+def test_inconsistent_feature_selection(made_copy: Path) -> None:
+    with h5py.File(made_copy, "a") as f:
         del f["FeatureSelections/Scales"]
         f["FeatureSelections"].create_dataset("Scales", data=np.array([1.0, 2.0]))
     with pytest.raises(InputError, match="FeatureSelections is inconsistent"):
-        read_project(pc_copy)
+        read_project(made_copy)
 
 
 def test_info_is_json_friendly(pc_ilp: Path) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tifffile
 from click.testing import CliRunner
+from synth import write_imc_inputs
 
 from pyquint.cli import main
 from pyquint.errors import InputError
@@ -199,8 +200,8 @@ def test_resize_matches_independent_bilinear_model() -> None:
     np.testing.assert_allclose(ours, _lerp_resize_x2(ch), rtol=1e-6, atol=1e-5)
 
 
-def test_mean_channel_is_mean_of_groups_not_of_channels(sb_ref: Path) -> None:
-    panel = read_panel(sb_ref / "inputs" / "panel.csv")
+def test_mean_channel_is_mean_of_groups_not_of_channels(tmp_path: Path) -> None:
+    panel = read_panel(write_imc_inputs(tmp_path) / "panel.csv")
     assert [r["channel"] for r in panel.rows] == ["Ch1", "Ch2", "Ch3", "Ch4", "Ch5"]  # keep=0 dropped
     groups = channel_groups(panel)
     np.testing.assert_array_equal(groups, [2, 1, 2, np.nan, 2])
@@ -226,9 +227,9 @@ def test_panel_without_groups_keeps_all_channels(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- bad input
 @pytest.fixture
-def inputs(tmp_path: Path, sb_ref: Path) -> Path:
-    shutil.copytree(sb_ref / "inputs", tmp_path, dirs_exist_ok=True)
-    return tmp_path
+def inputs(tmp_path: Path) -> Path:
+    """An IMC set made here (three 5 × 100 × 120 images and a panel), as steinbock's inputs."""
+    return write_imc_inputs(tmp_path)
 
 
 def _nothing_written(folder: Path) -> bool:

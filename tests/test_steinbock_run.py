@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tifffile
 from click.testing import CliRunner
+from synth import write_imc_inputs
 
 from pyquint.cli import main
 from pyquint.errors import InputError
@@ -175,11 +176,10 @@ def test_tiles_give_the_whole_image_result(cells, monkeypatch) -> None:
 
 
 # --------------------------------------------------------------------------- bad input
-def test_project_without_labels(tmp_path: Path, reference_dir: Path) -> None:
-    ref = reference_dir / "steinbock" / "run_default"
-    shutil.copytree(ref / "ilastik_img", tmp_path / "ilastik_img")
-    with gzip.open(ref / "pixel_classifier.ilp.gz") as src, (tmp_path / "pixel_classifier.ilp").open("wb") as dst:
-        shutil.copyfileobj(src, dst)
+def test_project_without_labels(tmp_path: Path) -> None:
+    write_imc_inputs(tmp_path)
+    prepare(tmp_path / "img", tmp_path / "panel.csv", tmp_path / "pixel_classifier.ilp", crop_size=50,
+            img_out=tmp_path / "ilastik_img", crop_out=tmp_path / "ilastik_crops")
     with pytest.raises(InputError, match="has no labels"):
         run(tmp_path / "pixel_classifier.ilp", tmp_path / "ilastik_img", tmp_path / "out")
     result = CliRunner().invoke(main, ["steinbock", "run", "--ilp", str(tmp_path / "pixel_classifier.ilp"),
