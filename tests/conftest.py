@@ -111,3 +111,22 @@ def made_ilp(tmp_path_factory) -> Path:
     write_project(path, [section.image], [section.labels], FeatureSelection.all(),
                   ["Background", "Stain"], axes="yx", nicknames=["made_s001"])
     return path
+
+
+@pytest.fixture(scope="session")
+def forested_ilp(tmp_path_factory) -> Path:
+    """A pyquint-written project (240 × 300 grey section, sparse labels, ilastik's full feature
+    selection) holding a 100-tree forest in vigra's stored layout, as a trained ilastik project.
+
+    For tests of pyquint's handling of projects with a stored forest (batch exports, errors);
+    the fidelity to a real ilastik forest is the subject of the ``pc_ilp`` tests.
+    """
+    from synth import write_forested_ilp  # noqa: PLC0415
+
+    from pyquint.data import make_section  # noqa: PLC0415
+    from pyquint.features import FeatureSelection  # noqa: PLC0415
+
+    section = make_section(11, (240, 300))
+    path = tmp_path_factory.mktemp("forested") / "forested.ilp"
+    return write_forested_ilp(path, section.image, section.labels, FeatureSelection.all(),
+                              label_names=["Background", "Stain"], axes="yx", nicknames=["forested_s001"])

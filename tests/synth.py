@@ -68,3 +68,102 @@ def make_legacy_case(folder: Path) -> None:
             ds = sets.create_group(f"labels{i:03d}").create_dataset("block0000", data=block)
             ds.attrs["blockSlice"] = b"[5:15,7:27,0:1]"
         f["Input Data/local_data"].create_dataset("junk", data=np.arange(3))
+
+
+def write_vigra_forest(project: Path, forest, n_forests: int = 4) -> None:
+    """Store ``forest`` (a pyquint FlatForest) in ``project`` as ilastik stores vigra forests.
+
+    Follows the layout :mod:`pyquint.ilastik.vigra_forest` documents: ``ForestNNNN/Tree_N``
+    with ``topology`` (header = features, classes; split ``[0, addr, child0, child1, column]``,
+    leaf ``[0x40000000, addr]``) and ``parameters`` (split: ``[weight, threshold]``, leaf:
+    ``[weight, distribution...]``), ``_ext_param`` with the column/class counts and labels.
+    pyquint's "x <= t goes left" is written as vigra's "x < t'" with t' the next double above t.
+    """
+    n_classes = forest.value.shape[1]
+    roots = list(np.asarray(forest.roots))
+    with h5py.File(project, "a") as f:
+        pc = f.require_group("PixelClassification")
+        if "ClassifierForests" in pc:
+            del pc["ClassifierForests"]
+        group = pc.create_group("ClassifierForests")
+        group.create_dataset("known_labels", data=np.asarray(forest.classes, np.uint32))
+        per = int(np.ceil(len(roots) / n_forests))
+        for k in range(n_forests):
+            chunk = roots[k * per : (k + 1) * per]
+            if not chunk:
+                break
+            g = group.create_group(f"Forest{k:04d}")
+            ext = g.create_group("_ext_param")
+            ext.create_dataset("column_count_", data=np.array([forest.n_features], np.int32))
+            ext.create_dataset("class_count_", data=np.array([n_classes], np.int32))
+            ext.create_dataset("labels", data=np.asarray(forest.classes, np.uint32))
+            for t, root in enumerate(chunk):
+                topology, parameters = _encode_tree(forest, int(root), n_classes)
+                tg = g.create_group(f"Tree_{t}")
+                tg.create_dataset("topology", data=topology)
+                tg.create_dataset("parameters", data=parameters)
+
+
+def _encode_tree(forest, root: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    le = getattr(forest, "split_rule", "le") == "le"
+    topo: list[int] = [int(forest.n_features), n_classes]
+    params: list[float] = []
+    offset_of: dict[int, int] = {}
+    order: list[int] = []
+    stack = [root]
+    while stack:  # lay out nodes depth first, recording each node's offset
+        node = stack.pop()
+        offset_of[node] = len(topo)
+        order.append(node)
+        if forest.left[node] < 0:
+            topo.extend([LEAF, 0])
+        else:
+            topo.extend([0, 0, 0, 0, 0])
+            stack.extend((int(forest.right[node]), int(forest.left[node])))
+    for node in order:
+        off = offset_of[node]
+        topo[off + 1] = len(params)
+        if forest.left[node] < 0:
+            params.extend([1.0, *np.asarray(forest.value[node], np.float64).tolist()])
+        else:
+            t = float(forest.threshold[node])
+            params.extend([1.0, float(np.nextafter(t, np.inf)) if le else t])
+            topo[off + 2] = offset_of[int(forest.left[node])]
+            topo[off + 3] = offset_of[int(forest.right[node])]
+            topo[off + 4] = int(forest.feature[node])
+    return np.asarray(topo, np.int32), np.asarray(params, np.float64)
+
+
+LEAF = 0x40000000
+
+
+def write_forested_ilp(path: Path, image: np.ndarray, labels: np.ndarray, selection, seed: int = 0,
+                       n_trees: int = 100, **kwargs) -> Path:
+    """A Pixel Classification project with ``image`` inside, its labels and a stored forest
+    trained by pyquint on them (written in vigra's layout by :func:`write_vigra_forest`)."""
+    from pyquint.ilastik import write_project
+    from pyquint.pixel import PixelClassifier
+
+    write_project(path, [image], [labels], selection, **kwargs)
+    clf = PixelClassifier(features=selection, n_trees=n_trees, seed=seed)
+    clf.fit([image], [labels])
+    write_vigra_forest(path, clf.forest_)
+    return path
+
+
+def steinbock_project_without_crops(folder: Path) -> Path:
+    """``pixel_classifier.ilp`` as ``steinbock prepare`` makes it (pyquint's byte-compatible
+    implementation on :func:`write_imc_inputs` data), alone in ``folder``: its crops are missing."""
+    import shutil
+
+    from pyquint.steinbock import prepare
+
+    work = Path(folder) / "work"
+    write_imc_inputs(work)
+    prepare(work / "img", work / "panel.csv", work / "pixel_classifier.ilp", crop_size=50, seed=123,
+            img_out=work / "ilastik_img", crop_out=work / "ilastik_crops")
+    target = Path(folder) / "sb" / "pixel_classifier.ilp"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(work / "pixel_classifier.ilp", target)
+    shutil.rmtree(work)
+    return target

@@ -43,6 +43,14 @@ def made_copy(made_ilp: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def made_steinbock_ilp(tmp_path: Path) -> Path:
+    """A project as `steinbock prepare` writes it (pyquint's byte-compatible prepare), crops absent."""
+    from synth import steinbock_project_without_crops
+
+    return steinbock_project_without_crops(tmp_path)
+
+
+@pytest.fixture
 def steinbock_ilp(reference_dir: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "sb" / "pixel_classifier.ilp"
     dst.parent.mkdir()
@@ -162,7 +170,7 @@ def _set(path: Path, key: str, value: str) -> None:
         f.create_dataset(key, data=value.encode())
 
 
-def test_block_axis_rules_of_each_version(steinbock_ilp: Path, tmp_path: Path) -> None:
+def test_block_axis_rules_of_each_version(made_steinbock_ilp: Path, tmp_path: Path) -> None:
     """The same 10x20 label patch at y 5:15, x 7:27, stored as each ilastik version did."""
     patch = np.zeros((10, 20), np.uint8)
     patch[:, :5], patch[:, 5:12], patch[:, 12:] = 1, 2, 3
@@ -170,45 +178,45 @@ def test_block_axis_rules_of_each_version(steinbock_ilp: Path, tmp_path: Path) -
     expected[5:15, 7:27] = patch
 
     # 1.3.3post3 without axistags, lane in cyx (steinbock after `fix`): original order
-    _add_blocks(steinbock_ilp, [(patch[np.newaxis], "[0:1,5:15,7:27]", None)])
-    p = read_project(steinbock_ilp)
+    _add_blocks(made_steinbock_ilp, [(patch[np.newaxis], "[0:1,5:15,7:27]", None)])
+    p = read_project(made_steinbock_ilp)
     assert p.label_blocks[0].stored_axes == "cyx"
     assert np.array_equal(p.label_image(0)[..., 0], expected)
 
     # same version, lane in yxc (legacy steinbock crops before `fix`)
-    with h5py.File(steinbock_ilp, "a") as f:
+    with h5py.File(made_steinbock_ilp, "a") as f:
         rd = f["Input Data/infos/lane0000/Raw Data"]
         del rd["axistags"], rd["shape"]
         rd.create_dataset("axistags", data=axistags_json("yxc").encode())
         rd.create_dataset("shape", data=np.array([50, 50, 3]))
-    _add_blocks(steinbock_ilp, [(patch[..., np.newaxis], "[5:15,7:27,0:1]", None)])
-    p = read_project(steinbock_ilp)
+    _add_blocks(made_steinbock_ilp, [(patch[..., np.newaxis], "[5:15,7:27,0:1]", None)])
+    p = read_project(made_steinbock_ilp)
     assert p.label_blocks[0].stored_axes == "yxc"
     assert np.array_equal(p.label_image(0)[..., 0], expected)
 
     # 1.2.0rc10 / 1.3.3post1: 5-D txyzc blocks whatever the data
-    _set(steinbock_ilp, "ilastikVersion", "1.2.0rc10")
+    _set(made_steinbock_ilp, "ilastikVersion", "1.2.0rc10")
     txyzc = patch.T[np.newaxis, :, :, np.newaxis, np.newaxis]
-    _add_blocks(steinbock_ilp, [(txyzc, "[0:1,7:27,5:15,0:1,0:1]", None)])
-    p = read_project(steinbock_ilp)
+    _add_blocks(made_steinbock_ilp, [(txyzc, "[0:1,7:27,5:15,0:1,0:1]", None)])
+    p = read_project(made_steinbock_ilp)
     assert p.label_blocks[0].stored_axes == "txyzc"
     assert np.array_equal(p.label_image(0)[..., 0], expected)
 
     # an axistags attribute always wins (1.4.0b11 style), here in xyc order
-    _set(steinbock_ilp, "ilastikVersion", "1.4.0")
-    _add_blocks(steinbock_ilp, [(patch.T[..., np.newaxis], "[7:27,5:15,0:1]", axistags_json("xyc"))])
-    p = read_project(steinbock_ilp)
+    _set(made_steinbock_ilp, "ilastikVersion", "1.4.0")
+    _add_blocks(made_steinbock_ilp, [(patch.T[..., np.newaxis], "[7:27,5:15,0:1]", axistags_json("xyc"))])
+    p = read_project(made_steinbock_ilp)
     assert np.array_equal(p.label_image(0)[..., 0], expected)
 
 
-def test_lanes_h5_inner_paths_relative_and_missing(steinbock_ilp: Path) -> None:
-    crops = steinbock_ilp.parent / "ilastik_crops"
+def test_lanes_h5_inner_paths_relative_and_missing(made_steinbock_ilp: Path) -> None:
+    crops = made_steinbock_ilp.parent / "ilastik_crops"
     crops.mkdir()
     rng = np.random.default_rng(0)
     data = rng.random((3, 50, 50)).astype(np.float32)
     with h5py.File(crops / "synth_a_x2_y102_w50_h50.h5", "w") as f:
         f.create_dataset("crop", data=data).attrs["axistags"] = axistags_json("cyx")
-    p = read_project(steinbock_ilp)
+    p = read_project(made_steinbock_ilp)
     assert p.lanes[0].exists and not p.lanes[1].exists
     assert p.missing_files == [
         "ilastik_crops/synth_b_x112_y8_w50_h50.h5/crop",
@@ -217,7 +225,7 @@ def test_lanes_h5_inner_paths_relative_and_missing(steinbock_ilp: Path) -> None:
     raw, axes = p.read_lane(0)
     assert axes == "cyx" and np.array_equal(raw, data)
     # a moved file is found by name in search_dirs
-    moved = steinbock_ilp.parent / "moved"
+    moved = made_steinbock_ilp.parent / "moved"
     moved.mkdir()
     with h5py.File(moved / "synth_b_x112_y8_w50_h50.h5", "w") as f:
         f.create_dataset("crop", data=data[::-1])
@@ -326,7 +334,7 @@ def test_inconsistent_feature_selection(made_copy: Path) -> None:
         read_project(made_copy)
 
 
-def test_info_is_json_friendly(pc_ilp: Path) -> None:
-    p = read_project(pc_ilp)
+def test_info_is_json_friendly(forested_ilp: Path) -> None:
+    p = read_project(forested_ilp)
     json.dumps(p.export_settings)
     json.dumps({k: v for k, v in p.forest_info.items()})
