@@ -191,3 +191,18 @@ def test_probabilities_and_object_tables(sample, tmp_path):
     np.testing.assert_allclose(proba.sum(-1), 1, atol=1e-6)
     header = (out / "objects" / "brain_s001_table.csv").read_text().splitlines()[0]
     assert header.startswith("object_id,timestep,labelimage_oid,User Label,Predicted Class,Probability of label")
+
+
+def test_object_labels_checked_before_the_pixel_work(sample, tmp_path):
+    bad = tmp_path / "object_labels"
+    shutil.copytree(sample / "object_labels", bad)
+    lab = np.asarray(Image.open(bad / "brain_s002.png")).copy()
+    lab[5, 5] = 3
+    Image.fromarray(lab).save(bad / "brain_s002.png")
+    with pytest.raises(InputError, match=r"brain_s002.png: object label 3; use 1 = keep"):
+        run_quint(_config(sample, tmp_path / "o1", objects__labels=str(bad)))
+    assert not (tmp_path / "o1" / "pixel_model.h5").exists()  # stopped before training
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(bad / "brain_s002.png")
+    with pytest.raises(InputError, match=r"brain_s002.png: label image shape \(10, 10\)"):
+        run_quint(_config(sample, tmp_path / "o2", objects__labels=str(bad)))
+    assert not (tmp_path / "o2" / "pixel_model.h5").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
 
 import click
@@ -79,10 +81,27 @@ def run(config_file: Path | None, dry_run: bool, truth: Path | None, **flags) ->
             for section, out, status in plan(config):
                 click.echo(f"{status:14s} {section} -> {out}")
             return
-        result = run_quint(config, truth=truth)
+        with _warnings_as_messages():
+            result = run_quint(config, truth=truth)
     except PyquintError as exc:
         raise click.ClickException(str(exc)) from exc
     _echo_result(result)
+
+
+@contextlib.contextmanager
+def _warnings_as_messages():
+    """pyquint's own warnings (e.g. an object painted with two classes) as one 'warning:' line."""
+    with warnings.catch_warnings():
+        previous = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if category.__module__.startswith("pyquint"):
+                click.echo(f"warning: {message}", err=True)
+            else:
+                previous(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
 
 
 def _apply_flags(config, flags: dict) -> None:

@@ -245,12 +245,60 @@ def _object_model(config: QuintConfig, sections: list[Path], pixel_clf, out_dir:
         proba = pixel_clf.predict_proba(image)
         raws.append(image)
         objects.append(_threshold(proba, o))
-        labels.append(_load_labels(label_path, image.shape[:2], config))
+        labels.append(_object_labels(objects[-1], _load_labels(label_path, image.shape[:2], config), label_path))
     clf = ObjectClassifier(n_trees=o.trees, seed=o.seed)
     clf.fit(raws, objects, labels)
     path = out_dir / "object_model.h5"
     clf.save(path)
     return clf, path
+
+
+def _object_labels(objects: np.ndarray, label_image: np.ndarray, source: Path) -> dict[int, int]:
+    """Object id -> class from painted object labels; an object holding strokes of two classes
+    takes the majority class, with a warning that names the file, the object and its position."""
+    import warnings
+
+    from ..objects.classifier import ObjectLabelWarning, object_labels_from_image
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ObjectLabelWarning)
+        try:
+            mapping = object_labels_from_image(objects, label_image)
+        except InputError as exc:
+            raise InputError(f"{source}: {exc}") from None
+    for w in caught:
+        warnings.warn(f"{source}: {w.message}", w.category, stacklevel=2)
+    return mapping
+
+
+def _precheck_object_labels(config: QuintConfig, sections: list[Path]) -> None:
+    """What can be checked of the object labels before the pixel work: every file matches a
+    section and has its size, holds integers, and uses only classes 1 (keep) and 2 (artefact)."""
+    o = config.objects
+    if not (o.enabled and o.labels and not o.model):
+        return
+    if o.keep_class not in (1, 2):
+        raise InputError(f"objects.keep_class {o.keep_class}: the object classes are 1 (keep) and 2 (artefact)")
+    matched = _match_by_name(sections, config.resolve(o.labels), "objects.labels")
+    labelled = 0
+    for section, label_path in matched.items():
+        labels = _load_labels(label_path, _shape_of(section, config), config)
+        if labels.dtype.kind not in "iub":
+            raise InputError(f"{label_path}: object labels must be integers, not {labels.dtype}")
+        top = int(labels.max()) if labels.size else 0
+        if top > 2:
+            raise InputError(f"{label_path}: object label {top}; use 1 = keep (cell), 2 = artefact, 0 = unlabelled")
+        labelled += int(np.count_nonzero(labels))
+    if not labelled:
+        raise InputError(f"objects.labels: no labelled pixels in {config.resolve(o.labels)}")
+
+
+def _shape_of(section: Path, config: QuintConfig) -> tuple[int, int]:
+    data, axes = read_image(section, axes=config.input.axes)
+    h, w = to_canonical(data, axes)[0].shape[:2]
+    if config.input.resize is not None and config.input.resize != 1:
+        return max(1, round(h * config.input.resize)), max(1, round(w * config.input.resize))
+    return h, w
 
 
 def _threshold(proba: np.ndarray, o) -> np.ndarray:
@@ -381,6 +429,7 @@ def run_quint(config: QuintConfig, *, truth: str | os.PathLike | None = None, tr
     if len(set(channel_counts.values())) > 1:
         raise InputError(f"sections have different channel counts: {channel_counts}")
 
+    _precheck_object_labels(config, sections)  # before the long pixel work
     pixel_clf, class_names, pixel_model_path = _pixel_model(config, sections, out_dir)
     n_classes = len(class_names)
     object_clf, object_model_path = _object_model(config, sections, pixel_clf, out_dir)
