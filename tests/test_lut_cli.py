@@ -208,3 +208,32 @@ def test_help_texts(runner):
     for cmd in ("apply", "show", "convert", "make-glasbey", "nutil-table", "check-names"):
         res = runner.invoke(main, ["lut", cmd, "--help"])
         assert res.exit_code == 0 and len(res.output) > 200
+
+
+def test_apply_warns_about_names_nutil_refuses_and_renames(runner, tmp_path):
+    seg = tmp_path / "seg"
+    seg.mkdir()
+    lab = np.array([[0, 1, 2], [2, 1, 0]], np.uint8)
+    Image.fromarray(lab).save(seg / "brain_s001_Simple Segmentation.png")
+    res = runner.invoke(main, ["lut", "apply", str(seg), "-o", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    assert "space in the name; Nutil needs names without spaces" in res.output
+    assert "--nutil-names" in res.output and "brain_s001.png" in res.output
+    assert (tmp_path / "a" / "brain_s001_Simple Segmentation.png").is_file()
+    res = runner.invoke(main, ["lut", "apply", str(seg), "-o", str(tmp_path / "b"), "--nutil-names",
+                               "--classes", "2"])
+    assert res.exit_code == 0 and "warning" not in res.output, res.output
+    with Image.open(tmp_path / "b" / "brain_s001.png") as im:  # only class 2 keeps its index
+        assert np.array_equal(np.asarray(im), np.where(lab == 2, 2, 0))
+    res = runner.invoke(main, ["lut", "apply", str(seg), "-o", str(tmp_path / "c"), "--check-names"])
+    assert res.exit_code == 1 and "space in the name" in res.output and not (tmp_path / "c").exists()
+    res = runner.invoke(main, ["lut", "apply", str(seg), "-o", str(tmp_path / "d"), "--classes", "0"])
+    assert res.exit_code == 2 and "label values 1..255" in res.output
+
+
+def test_nutil_name():
+    from pyquint.lut import nutil_name
+
+    assert nutil_name("brain_s001_Simple Segmentation.png") == "brain_s001.png"
+    assert nutil_name("tg 2.3_s012_Object Predictions.tif") == "tg_2_3_s012.png"
+    assert nutil_name("brain_s001.png") == "brain_s001.png"

@@ -23,6 +23,7 @@ from .formats import Lut
 
 __all__ = [
     "check_nutil_names",
+    "nutil_name",
     "colour_table",
     "legend_image",
     "section_id",
@@ -104,6 +105,30 @@ def check_nutil_names(paths: Iterable[str | os.PathLike], *, require_png: bool =
         else:
             seen[number] = name
     return problems
+
+
+#: ilastik's export name parts ("{nickname}_{result_type}"), dropped by :func:`nutil_name`.
+ILASTIK_RESULT_TYPES = ("Simple Segmentation", "Object Predictions", "Object Identities",
+                        "Object Probabilities", "Probabilities", "Uncertainty", "Labels", "Features")
+
+
+def nutil_name(name: str | os.PathLike, suffix: str = ".png") -> str:
+    """A file name Nutil and PyNutil accept, derived from ``name`` (the ``_sXXX`` id kept).
+
+    ilastik's result-type part is dropped (``brain_s001_Simple Segmentation.png`` ->
+    ``brain_s001.png``), then spaces and dots become ``_``. Names that are fine stay as they
+    are (with ``suffix``). A name without a section id stays without one:
+    :func:`check_nutil_names` still reports it.
+    """
+    path = Path(name)
+    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    for kind in ILASTIK_RESULT_TYPES:
+        for sep in ("_", " ", "-"):
+            if stem.endswith(sep + kind):
+                stem = stem[: -len(kind) - 1]
+                break
+    stem = re.sub(r"[ .]+", "_", stem).strip("_") or "section"
+    return stem + suffix
 
 
 # --------------------------------------------------------------------------- colour tables
