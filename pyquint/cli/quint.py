@@ -138,6 +138,9 @@ def _echo_result(result) -> None:
     if result.mean_f1 is not None:
         click.echo(f"mean pixel F1 of the stained-cell class vs ground truth: {result.mean_f1:.3f}")
     click.echo(f"outputs in {result.output_folder}: " + ", ".join(p.name for p in result.files.values()))
+    seg = result.output_folder / "segmentations"
+    click.echo(f"Nutil-ready segmentations: {seg}/ ({len(result.sections)} PNG); "
+               f"open {result.files.get('report', result.output_folder / 'report.html')} for the next step")
 
 
 @click.command("demo")
@@ -146,18 +149,20 @@ def _echo_result(result) -> None:
 @click.option("--engine", type=click.Choice(["python", "imagej"]), default="python", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Recompute outputs that exist.")
 def demo(out: Path, engine: str, overwrite: bool) -> None:
-    """Run the QUINT pipeline on pyquint's bundled synthetic sections.
+    """Run the QUINT pipeline on pyquint's synthetic RGB brightfield DAB sections.
 
-    Writes the sample sections (stained cells + edge streaks of the same darkness) with their
-    sparse labels, trains a pixel classifier (ilastik's 49 features, 100 trees) and an object
-    classifier (cells vs streaks), colours the cells with Glasbey red (label 2) for Nutil, and
-    prints the pixel F1 of the stained-cell class against the generator's ground truth.
+    Writes the sample sections (as sample_data/: brown DAB cells on a haematoxylin
+    counterstain, edge staining and vessels as brown as the cells, a fold, bubbles, dust) with
+    their sparse labels to OUT/input/, trains a pixel classifier (ilastik's features, 100
+    trees) and an object classifier (cells vs artefacts), colours the cells Glasbey red
+    (label 2) for Nutil in OUT/segmentations/, and prints the pixel F1 of the stained-cell
+    class against the generator's ground truth.
     """
-    from ..data import write_sample_dataset
+    from ..data import write_rgb_sample_dataset
     from ..workflows.config import QuintConfig
     from ..workflows.quint import run_quint
 
-    data = write_sample_dataset(out / "input", n_sections=3, seed=0)
+    data = write_rgb_sample_dataset(out / "input", "dab", n_sections=3, seed=0)
     config = QuintConfig(base_dir=Path.cwd())
     config.input.sections = str(data / "sections")
     config.pixel.labels = str(data / "labels")
@@ -167,7 +172,7 @@ def demo(out: Path, engine: str, overwrite: bool) -> None:
     config.objects.labels = str(data / "object_labels")
     config.lut.name = "glasbey"
     config.lut.classes = [2]
-    config.output.folder = str(out / "quint")
+    config.output.folder = str(out)
     config.run.engine = engine
     config.run.overwrite = overwrite
     try:
@@ -175,4 +180,3 @@ def demo(out: Path, engine: str, overwrite: bool) -> None:
     except PyquintError as exc:
         raise click.ClickException(str(exc)) from exc
     _echo_result(result)
-    click.echo(f"open {result.files['report']} to look at the results")
