@@ -33,6 +33,7 @@ def cli() -> None:
 @click.option("--sections", help="Folder or glob of section images (input.sections).")
 @click.option("--resize", type=float, help="Downscale factor, e.g. 0.2 (input.resize).")
 @click.option("--axes", help="Axes of the section files, e.g. yxc (input.axes).")
+@click.option("--pixel-size", type=float, help="µm per pixel of the section files, for areas in mm² (input.pixel_size).")
 @click.option("--labels", help="Folder of training label images, same names as the sections (pixel.labels).")
 @click.option("--ilp", help="An ilastik Pixel Classification project instead of label images (pixel.ilp).")
 @click.option("--model", help="A saved pyquint pixel model instead of label images (pixel.model).")
@@ -107,6 +108,7 @@ def _warnings_as_messages():
 def _apply_flags(config, flags: dict) -> None:
     mapping = {
         "sections": ("input", "sections"), "resize": ("input", "resize"), "axes": ("input", "axes"),
+        "pixel_size": ("input", "pixel_size"),
         "labels": ("pixel", "labels"), "ilp": ("pixel", "ilp"), "model": ("pixel", "model"),
         "retrain": ("pixel", "retrain"), "features": ("pixel", "features"), "trees": ("pixel", "trees"),
         "seed": ("pixel", "seed"), "objects": ("objects", "enabled"),
@@ -159,12 +161,14 @@ def demo(out: Path, engine: str, overwrite: bool) -> None:
     class against the generator's ground truth.
     """
     from ..data import write_rgb_sample_dataset
+    from ..sample_sections import PIXEL_SIZE_UM
     from ..workflows.config import QuintConfig
     from ..workflows.quint import run_quint
 
     data = write_rgb_sample_dataset(out / "input", "dab", n_sections=3, seed=0)
     config = QuintConfig(base_dir=Path.cwd())
     config.input.sections = str(data / "sections")
+    config.input.pixel_size = PIXEL_SIZE_UM
     config.pixel.labels = str(data / "labels")
     config.pixel.class_names = ["Background", "Stain"]
     config.objects.enabled = True

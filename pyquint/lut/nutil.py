@@ -221,20 +221,27 @@ def legend_image(
     classes: Sequence[int] | None = None,
     *,
     swatch: int = 24,
+    font_size: int | None = None,
+    show_hex: bool = False,
 ):
     """A legend picture: one row per class with its colour swatch, name and ``R,G,B``.
 
     Returns a Pillow RGB image (save it with ``.save("legend.png")``). Text uses Pillow's
-    default font, so no font files are needed.
+    default font (its scalable form at ``font_size`` points when given), so no font files
+    are needed; ``show_hex`` adds the ``#rrggbb`` form of the colour.
     """
     from PIL import Image, ImageDraw, ImageFont
 
     items = _class_items(lut, classes, class_names)
-    font = ImageFont.load_default()
-    labels = [f"{c}  {name}   R,G,B = {','.join(str(v) for v in lut.color(c))}" for c, name in items]
+    font = ImageFont.load_default() if font_size is None else ImageFont.load_default(size=font_size)
+    labels = []
+    for c, name in items:
+        r, g, b = (int(v) for v in lut.color(c))
+        text = f"{c}  {name}   R,G,B = {r},{g},{b}"
+        labels.append(text + (f"   #{r:02x}{g:02x}{b:02x}" if show_hex else ""))
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     text_w = max((probe.textbbox((0, 0), t, font=font)[2] for t in labels), default=0)
-    pad = 6
+    pad = max(6, swatch // 4)
     width = pad * 3 + swatch + int(text_w)
     height = pad + len(items) * (swatch + pad)
     image = Image.new("RGB", (max(width, 1), max(height, 1)), (255, 255, 255))

@@ -6,6 +6,7 @@ Example ``quint.toml`` (every key is optional except ``input.sections`` and a tr
     sections = "sections/"        # a folder or a glob such as "sections/*_s*.png"
     resize = 0.2                  # downscale factor (QUINT suggests 0.1-0.2); omit for none
     axes = "yxc"                  # override the axes of the section files
+    pixel_size = 1.0              # µm per pixel of the files (report areas in mm²); optional
 
     [pixel]
     labels = "labels/"            # training label images (0 unlabelled, 1..N), matched by name
@@ -71,6 +72,7 @@ class InputConfig:
     sections: str = ""
     resize: float | None = None
     axes: str | None = None
+    pixel_size: float | None = None  # µm per pixel of the section files (before resize)
 
 
 @dataclass
@@ -154,6 +156,8 @@ class QuintConfig:
             raise InputError("input.sections is required (a folder or a glob of section images)")
         if self.input.resize is not None and not (0 < self.input.resize <= 1):
             raise InputError(f"input.resize must be in (0, 1], got {self.input.resize}")
+        if self.input.pixel_size is not None and not self.input.pixel_size > 0:
+            raise InputError(f"input.pixel_size must be a positive number of µm, got {self.input.pixel_size}")
         sources = [k for k in ("labels", "ilp", "model") if getattr(self.pixel, k)]
         if len(sources) != 1:
             raise InputError(

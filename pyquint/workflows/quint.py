@@ -26,7 +26,6 @@ Sections whose PNG already exists are not recomputed (resume) unless ``run.overw
 
 from __future__ import annotations
 
-import csv
 import glob
 import json
 import os
@@ -38,7 +37,7 @@ import numpy as np
 
 from ..batch import guard_outputs, progress
 from ..errors import InputError
-from ..io import IMAGE_SUFFIXES, atomic_output, read_image, to_canonical, write_image
+from ..io import IMAGE_SUFFIXES, read_image, to_canonical, write_image
 from . import qc
 from .config import QuintConfig
 
@@ -61,6 +60,9 @@ class SectionResult:
     pynutil_pixels: dict[int, int]
     f1: float | None = None
     resumed: bool = False
+    index0_pixels: int = 0                 # pixels written as index 0 (classes not coloured)
+    objects_found: int | None = None       # thresholded objects that passed the size filter
+    objects_rejected: dict[str, int] = field(default_factory=dict)  # reason -> objects dropped
 
 
 @dataclass
@@ -301,13 +303,14 @@ def _shape_of(section: Path, config: QuintConfig) -> tuple[int, int]:
     return h, w
 
 
-def _threshold(proba: np.ndarray, o) -> np.ndarray:
+def _threshold(proba: np.ndarray, o, *, size_filter: bool = True) -> np.ndarray:
     from ..objects import threshold_objects
 
     if o.channel > proba.shape[-1]:
         raise InputError(f"objects.channel {o.channel} is larger than the number of classes {proba.shape[-1]}")
+    sizes = dict(min_size=o.min_size, max_size=o.max_size) if size_filter else dict(min_size=0, max_size=2**62)
     return threshold_objects(proba, channel=o.channel - 1, threshold=o.threshold,
-                             sigma=(o.sigma, o.sigma), min_size=o.min_size, max_size=o.max_size)
+                             sigma=(o.sigma, o.sigma), **sizes)
 
 
 @dataclass
@@ -319,6 +322,7 @@ class _Segmented:
     object_features: dict | None = None
     object_classes: np.ndarray | None = None
     object_proba: np.ndarray | None = None
+    rejected: dict[str, int] = field(default_factory=dict)
 
 
 def _segment(image: np.ndarray, pixel_clf, object_clf, config: QuintConfig) -> _Segmented:
@@ -334,12 +338,17 @@ def _segment(image: np.ndarray, pixel_clf, object_clf, config: QuintConfig) -> _
         return _Segmented(segmentation, proba)
     objects = _threshold(proba, o)
     result = _Segmented(segmentation, proba, objects=objects)
+    unfiltered = int(_threshold(proba, o, size_filter=False).max())
+    result.rejected[f"size filter ({o.min_size}..{o.max_size} px)"] = unfiltered - int(objects.max())
     if object_clf is not None and objects.max() > 0:
         result.object_features = object_clf.compute_features(image, objects)
         result.object_proba = object_clf.predict_proba_features(result.object_features)
         result.object_classes = 1 + np.argmax(result.object_proba, axis=1)
         keep_ids = np.flatnonzero(result.object_classes == o.keep_class) + 1
         kept = np.isin(objects, keep_ids)
+        for k, name in enumerate(object_clf.class_names, start=1):
+            if k != o.keep_class:
+                result.rejected[f"classified '{name}'"] = int(np.count_nonzero(result.object_classes == k))
     else:
         kept = objects > 0
     # Stain that is not a kept object becomes the first class (background); kept objects
@@ -447,9 +456,11 @@ def run_quint(config: QuintConfig, *, truth: str | os.PathLike | None = None, tr
         out = outputs[section]
         image = _load_section(section, config)
         resumed = out.exists() and not config.run.overwrite
+        found, rejected = None, {}
         if resumed:
             indices = read_image(out)[0][..., 0]
             own = {c: _count_objects(indices == c) for c in coloured}
+            classes_seen = indices  # only the coloured classes are known from the PNG
         else:
             seg = _segment(image, pixel_clf, object_clf, config)
             _write_extras(section, seg, object_clf, config, out_dir)
@@ -457,8 +468,13 @@ def run_quint(config: QuintConfig, *, truth: str | os.PathLike | None = None, tr
             _write_png(indices, lut, out, config, lut_file)
             own = {c: (int(seg.kept.max()) if seg.kept is not None and c == config.objects.channel
                        else _count_objects(indices == c)) for c in coloured}
+            classes_seen = seg.segmentation
+            if seg.objects is not None:
+                found, rejected = int(seg.objects.max()), seg.rejected
         rgb = qc.read_png_rgb(out)
-        pixels = {c: int(np.count_nonzero(indices == c)) for c in range(1, n_classes + 1)}
+        write_image(out_dir / "overlays" / out.name, qc.overlay(image, rgb, indices > 0), "yxc")
+        pixels = {c: int(np.count_nonzero(classes_seen == c)) for c in range(1, n_classes + 1)
+                  if not resumed or c in coloured}
         nutil, pynutil = {}, {}
         for c in coloured:
             colour = tuple(int(v) for v in lut.table[c])
@@ -471,14 +487,17 @@ def run_quint(config: QuintConfig, *, truth: str | os.PathLike | None = None, tr
         return SectionResult(section.stem, out, pixels, own,
                              {c: v.objects for c, v in nutil.items()}, {c: v.pixels for c, v in nutil.items()},
                              {c: v.objects for c, v in pynutil.items()}, {c: v.pixels for c, v in pynutil.items()},
-                             f1, resumed)
+                             f1, resumed, int(np.count_nonzero(indices == 0)), found, rejected)
 
     result = QuintResult(out_dir)
     with ThreadPoolExecutor(max_workers=config.run.workers) as pool:
         result.sections = list(progress(pool.map(process, sections), "segmenting sections", len(sections)))
 
-    _write_run_outputs(result, config, sections, class_names, coloured, lut, n_classes,
-                       [p for p in (pixel_model_path, object_model_path) if p is not None])
+    from .report import write_run_outputs
+
+    write_run_outputs(result, config, sections, class_names, coloured, lut, n_classes,
+                      [p for p in (pixel_model_path, object_model_path) if p is not None],
+                      truth_dir=truth_dir, truth_value=truth_value, evaluate_class=evaluate_class)
     return result
 
 
@@ -486,57 +505,3 @@ def _count_objects(mask: np.ndarray) -> int:
     from scipy import ndimage as ndi
 
     return int(ndi.label(mask, structure=ndi.generate_binary_structure(2, 1))[1])
-
-
-def _write_run_outputs(result: QuintResult, config: QuintConfig, sections: list[Path], class_names: list[str],
-                       coloured: list[int], lut, n_classes: int, models: list[Path]) -> None:
-    from ..lut import colour_table, legend_image, write_colour_table
-
-    out_dir = result.output_folder
-    names = {c: class_names[c - 1] if c - 1 < len(class_names) else f"class {c}" for c in coloured}
-    legend = np.asarray(legend_image([names[c] for c in coloured], lut, coloured).convert("RGB"))
-    result.files["legend"] = write_image(out_dir / "legend.png", legend, "yxc")
-    rows = colour_table(lut, classes=coloured, class_names=[names[c] for c in coloured])
-    result.files["nutil_colours"] = write_colour_table(out_dir / "nutil_colours.csv", rows)
-
-    summary = []
-    for s in result.sections:
-        row: dict[str, object] = {"section": s.name}
-        for c in range(1, n_classes + 1):
-            row[f"{class_names[c - 1] if c - 1 < len(class_names) else c} pixels"] = s.class_pixels.get(c, 0)
-        for c in coloured:
-            row[f"{names[c]} objects (pyquint)"] = s.objects[c]
-            row[f"{names[c]} objects (PyNutil)"] = s.pynutil_objects[c]
-            row[f"{names[c]} objects (Nutil ±2)"] = s.nutil_objects[c]
-        if s.f1 is not None:
-            row["pixel F1"] = round(s.f1, 4)
-        row["resumed"] = s.resumed
-        summary.append(row)
-    result.files["summary"] = _write_csv(out_dir / "summary.csv", summary)
-
-    rows_for_montage = []
-    for section, s in zip(sections, result.sections):
-        rows_for_montage.append((s.name, _load_section(section, config), qc.read_png_rgb(s.output)))
-    montage = qc.make_montage(rows_for_montage)
-    result.files["montage"] = write_image(out_dir / "qc_montage.png", montage, "yxc")
-    parameters = config.to_dict()
-    result.files["report"] = qc.write_report(out_dir / "report.html", "pyquint QUINT segmentation report",
-                                             summary, montage, legend, parameters)
-    prov = qc.provenance(parameters, sections, models[0] if models else None,
-                         extra={"models": {str(p): qc.file_sha256(p) for p in models},
-                                "seeds": {"pixel": config.pixel.seed, "objects": config.objects.seed}})
-    path = out_dir / "provenance.json"
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(prov, indent=2, default=str))
-    result.files["provenance"] = path
-
-
-def _write_csv(path: Path, rows: list[dict]) -> Path:
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(k for k in row if k not in columns)
-    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
