@@ -61,6 +61,11 @@ def cli() -> None:
 @click.option("--overwrite", is_flag=True, default=None, help="Recompute sections whose output exists.")
 @click.option("--truth", type=click.Path(file_okay=False, path_type=Path),
               help="Ground-truth folder (same names) to report the pixel F1.")
+@click.option("--alignment", help="QuickNII/VisuAlign registration JSON: also count objects per atlas region "
+              "with PyNutil (pynutil.alignment; pip install 'pyquint[pynutil]').")
+@click.option("--atlas", help="With --alignment: a BrainGlobe atlas name (allen_mouse_25um) or a custom "
+              "annotation volume (.nrrd/.npy) with --atlas-labels.")
+@click.option("--atlas-labels", help="Labels CSV (idx, name, r, g, b) of a custom --atlas volume.")
 @click.option("--dry-run", is_flag=True, help="List what would be done and stop.")
 def run(config_file: Path | None, dry_run: bool, truth: Path | None, **flags) -> None:
     """Run the QUINT pipeline from CONFIG_FILE (TOML) and/or flags (flags win).
@@ -122,6 +127,15 @@ def _apply_flags(config, flags: dict) -> None:
     for key, (section, attr) in mapping.items():
         if flags.get(key) is not None:
             setattr(getattr(config, section), attr, flags[key])
+    if flags.get("alignment"):
+        config.pynutil.alignment = flags["alignment"]
+    if flags.get("atlas"):
+        if Path(flags["atlas"]).suffix.lower() in (".nrrd", ".npy"):
+            config.pynutil.atlas_volume = flags["atlas"]
+        else:
+            config.pynutil.atlas = flags["atlas"]
+    if flags.get("atlas_labels"):
+        config.pynutil.atlas_labels = flags["atlas_labels"]
     if flags.get("class_names"):
         config.pixel.class_names = [n.strip() for n in flags["class_names"].split(",")]
     if flags.get("classes"):

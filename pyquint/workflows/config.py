@@ -41,6 +41,11 @@ Example ``quint.toml`` (every key is optional except ``input.sections`` and a tr
     workers = 1
     overwrite = false
 
+    [pynutil]                     # optional: per-region counts with PyNutil (pip install 'pyquint[pynutil]')
+    alignment = "registration.json"   # QuickNII/VisuAlign JSON of these sections
+    atlas = "allen_mouse_25um"        # a BrainGlobe atlas, or:
+    # atlas_volume = "annotation.nrrd"  and  atlas_labels = "labels.csv" (idx, name, r, g, b)
+
 Unknown sections or keys are errors that name them (a typo must not be silently ignored).
 """
 
@@ -61,6 +66,7 @@ __all__ = [
     "ObjectsConfig",
     "OutputConfig",
     "PixelConfig",
+    "PynutilConfig",
     "QuintConfig",
     "RunConfig",
     "load_config",
@@ -126,6 +132,15 @@ class RunConfig:
 
 
 @dataclass
+class PynutilConfig:
+    alignment: str | None = None     # QuickNII/VisuAlign registration JSON: turns the step on
+    atlas: str | None = None         # a BrainGlobe atlas name, e.g. "allen_mouse_25um"
+    atlas_volume: str | None = None  # ...or a custom annotation volume (.nrrd or .npy)
+    atlas_labels: str | None = None  # ...with its labels CSV (idx, name, r, g, b)
+    object_cutoff: int = 0           # PyNutil's smallest object, in pixels
+
+
+@dataclass
 class QuintConfig:
     """Everything one QUINT run needs; build it with :func:`load_config` or directly."""
 
@@ -135,6 +150,7 @@ class QuintConfig:
     lut: LutConfig = field(default_factory=LutConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    pynutil: PynutilConfig = field(default_factory=PynutilConfig)
     base_dir: Path = field(default_factory=Path.cwd)
 
     def resolve(self, path: str | None) -> Path | None:
@@ -191,6 +207,7 @@ _SECTIONS = {
     "lut": LutConfig,
     "output": OutputConfig,
     "run": RunConfig,
+    "pynutil": PynutilConfig,
 }
 
 

@@ -72,6 +72,8 @@ class QuintResult:
     output_folder: Path
     sections: list[SectionResult] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
+    regions: list[dict] | None = None      # PyNutil's per-region counts, when that step ran
+    region_class: int | None = None        # the class PyNutil counted
 
     @property
     def mean_f1(self) -> float | None:
@@ -439,6 +441,9 @@ def run_quint(config: QuintConfig, *, truth: str | os.PathLike | None = None, tr
         raise InputError(f"sections have different channel counts: {channel_counts}")
 
     _precheck_object_labels(config, sections)  # before the long pixel work
+    from .pynutil_step import check_pynutil_inputs
+
+    check_pynutil_inputs(config.pynutil, config.resolve)
     pixel_clf, class_names, pixel_model_path = _pixel_model(config, sections, out_dir)
     n_classes = len(class_names)
     object_clf, object_model_path = _object_model(config, sections, pixel_clf, out_dir)
@@ -495,10 +500,26 @@ def run_quint(config: QuintConfig, *, truth: str | os.PathLike | None = None, tr
 
     from .report import write_run_outputs
 
+    if config.pynutil.alignment:
+        _pynutil_counts(result, config, lut, coloured)
+
     write_run_outputs(result, config, sections, class_names, coloured, lut, n_classes,
                       [p for p in (pixel_model_path, object_model_path) if p is not None],
                       truth_dir=truth_dir, truth_value=truth_value, evaluate_class=evaluate_class)
     return result
+
+
+def _pynutil_counts(result: QuintResult, config: QuintConfig, lut, coloured: list[int]) -> None:
+    """PyNutil's per-region counts of the object colour, into ``pynutil/region_counts.csv``."""
+    from .pynutil_step import region_counts
+    from .report import _write_csv
+
+    cls = config.objects.channel if config.objects.enabled and config.objects.channel in coloured else coloured[-1]
+    r, g, b = (int(v) for v in lut.table[cls])
+    rows = region_counts(result.output_folder / SEGMENTATION_DIR, config.pynutil, config.resolve, (b, g, r))
+    result.regions = rows
+    result.region_class = cls
+    result.files["region_counts"] = _write_csv(result.output_folder / "pynutil" / "region_counts.csv", rows)
 
 
 def _count_objects(mask: np.ndarray) -> int:

@@ -103,6 +103,25 @@ def _notes_html(config: QuintConfig, class_names: list[str], coloured: list[int]
     return "<h2>How to read the table</h2><ul>" + "".join(f"<li>{n}</li>" for n in notes) + "</ul>"
 
 
+def _regions_html(result, config: QuintConfig, class_names: list[str]) -> str:
+    if result.regions is None:
+        return ""
+    shown = [r for r in result.regions if r.get("object_count", 0) or r.get("pixel_count", 0)]
+    cols = [c for c in ("idx", "name", "object_count", "pixel_count", "region_area", "area_fraction")
+            if any(c in r for r in shown)]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(qc._fmt(r.get(c, '')))}</td>" for c in cols) + "</tr>"
+                   for r in shown)
+    name = _class_label(class_names, result.region_class)
+    total = sum(int(r.get("object_count", 0)) for r in result.regions)
+    return (f"<h2>Per-region counts (PyNutil)</h2><p>PyNutil on <code>segmentations/</code> with "
+            f"<code>{html.escape(str(config.pynutil.alignment))}</code> and atlas "
+            f"<code>{html.escape(str(config.pynutil.atlas or config.pynutil.atlas_volume))}</code>: objects "
+            f"of class {result.region_class} ({html.escape(name)}), counted by centroid, {total} in all; "
+            f"regions without objects or pixels are left out here (all are in "
+            f"<code>pynutil/region_counts.csv</code>).</p><table><tr>{head}</tr>{body}</table>")
+
+
 def write_run_outputs(result, config: QuintConfig, sections: list[Path], class_names: list[str],
                       coloured: list[int], lut, n_classes: int, models: list[Path], *,
                       truth_dir: Path | None = None, truth_value: int = 1, evaluate_class: int = 2) -> None:
@@ -138,7 +157,7 @@ def write_run_outputs(result, config: QuintConfig, sections: list[Path], class_n
         out_dir / "report.html", "pyquint QUINT segmentation report", summary, montage, legend, parameters,
         intro_html=_next_step_html(result, colour_rows, seg_dir),
         after_table_html=_notes_html(config, class_names, coloured, um_per_px, truth_dir, truth_value,
-                                     evaluate_class))
+                                     evaluate_class) + _regions_html(result, config, class_names))
     prov = qc.provenance(parameters, sections, models[0] if models else None,
                          extra={"models": {str(p): qc.file_sha256(p) for p in models},
                                 "seeds": {"pixel": config.pixel.seed, "objects": config.objects.seed}})
