@@ -162,12 +162,17 @@ def test_project_matches_template_listing(prepared: Path, sb_ref: Path) -> None:
             assert p in f, p
 
 
-def test_rerun_gives_identical_h5_bytes(tmp_path: Path, sb_ref: Path, prepared: Path) -> None:
-    shutil.copytree(sb_ref / "inputs", tmp_path, dirs_exist_ok=True)
-    prepare(tmp_path / "img", tmp_path / "panel.csv", tmp_path / "pixel_classifier.ilp",
-            crop_size=50, seed=123, img_out=tmp_path / "ilastik_img", crop_out=tmp_path / "ilastik_crops")
-    for f in prepared.rglob("*.h5"):
-        assert _sha256(f) == _sha256(tmp_path / f.relative_to(prepared))
+def test_rerun_gives_identical_h5_bytes(tmp_path: Path) -> None:
+    runs = []
+    for name in ("first", "second"):
+        folder = write_imc_inputs(tmp_path / name)
+        prepare(folder / "img", folder / "panel.csv", folder / "pixel_classifier.ilp",
+                crop_size=50, seed=123, img_out=folder / "ilastik_img", crop_out=folder / "ilastik_crops")
+        runs.append(folder)
+    files = sorted(p.relative_to(runs[0]) for p in runs[0].rglob("*.h5"))
+    assert len(files) == 6  # 3 images + 3 crops
+    for rel in files:
+        assert _sha256(runs[0] / rel) == _sha256(runs[1] / rel), rel
 
 
 # --------------------------------------------------------------------------- arithmetic
