@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["Section", "make_section", "write_sample_dataset", "SAMPLE_CLASS_NAMES"]
+__all__ = ["Section", "make_section", "write_sample_dataset", "write_rgb_sample_dataset", "SAMPLE_CLASS_NAMES"]
 
 #: Class names of the pixel labels (label value i+1 <-> name i).
 SAMPLE_CLASS_NAMES = ("Background", "Stain")
@@ -212,6 +212,31 @@ def write_sample_dataset(folder: str | Path, n_sections: int = 3, seed: int = 0,
         section = make_section(seed + i, shape)
         name = f"{prefix}_s{i + 1:03d}.png"
         write_image(folder / "sections" / name, section.image, "yx")
+        write_image(folder / "labels" / name, section.labels, "yx")
+        write_image(folder / "object_labels" / name, section.object_labels, "yx")
+        write_image(folder / "truth" / name, section.truth, "yx")
+    return folder
+
+
+def write_rgb_sample_dataset(folder: str | Path, kind: str = "dab", n_sections: int = 3, seed: int = 0,
+                             shape: tuple[int, int] = (448, 576), prefix: str = "brain") -> Path:
+    """Write realistic RGB sections (:mod:`pyquint.sample_sections`) and their annotations.
+
+    ``kind`` is ``"dab"`` (brightfield DAB on haematoxylin) or ``"fluorescence"``. Same layout
+    and names as :func:`write_sample_dataset`; sections are RGB PNGs, truth is 0 = background,
+    1 = labelled cell, 2 = artefact (edge staining, vessels, fold, bubbles, dust).
+    """
+    from .io import write_image
+    from .sample_sections import make_dab_section, make_fluorescence_section
+
+    makers = {"dab": make_dab_section, "fluorescence": make_fluorescence_section}
+    if kind not in makers:
+        raise ValueError(f"kind {kind!r}: use 'dab' or 'fluorescence'")
+    folder = Path(folder)
+    for i in range(n_sections):
+        section = makers[kind](seed + i, shape)
+        name = f"{prefix}_s{i + 1:03d}.png"
+        write_image(folder / "sections" / name, section.image, "yxc")
         write_image(folder / "labels" / name, section.labels, "yx")
         write_image(folder / "object_labels" / name, section.object_labels, "yx")
         write_image(folder / "truth" / name, section.truth, "yx")

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from scipy import ndimage as ndi
 
 from pyquint.cli import main
-from pyquint.data import make_section, write_sample_dataset
+from pyquint.data import make_section, write_rgb_sample_dataset
 from pyquint.io import read_image
 
 
@@ -50,21 +50,25 @@ def test_too_small_shape():
         make_section(0, (50, 50))
 
 
-def test_bundled_sample_data_is_current(tmp_path):
-    """The committed sample_data/ is exactly what the generator writes."""
+@pytest.mark.parametrize(("kind", "sub", "n"), [("dab", "", 3), ("fluorescence", "fluorescence", 2)])
+def test_bundled_sample_data_is_current(tmp_path, kind, sub, n):
+    """The committed sample_data/ (DAB) and sample_data/fluorescence/ are exactly what the
+    generator writes."""
     from pathlib import Path
 
-    bundled = Path(__file__).resolve().parents[1] / "sample_data"
-    write_sample_dataset(tmp_path, n_sections=3, seed=0)
-    for sub in ("sections", "labels", "object_labels", "truth"):
-        names = sorted(p.name for p in (bundled / sub).glob("*.png"))
-        assert names == ["brain_s001.png", "brain_s002.png", "brain_s003.png"]
+    bundled = Path(__file__).resolve().parents[1] / "sample_data" / sub
+    write_rgb_sample_dataset(tmp_path, kind, n_sections=n, seed=0)
+    for folder in ("sections", "labels", "object_labels", "truth"):
+        names = sorted(p.name for p in (bundled / folder).glob("*.png"))
+        assert names == [f"brain_s{i:03d}.png" for i in range(1, n + 1)]
         for name in names:
-            np.testing.assert_array_equal(read_image(bundled / sub / name)[0], read_image(tmp_path / sub / name)[0])
+            np.testing.assert_array_equal(read_image(bundled / folder / name)[0],
+                                          read_image(tmp_path / folder / name)[0])
 
 
 def test_cli_sample(tmp_path):
-    result = CliRunner().invoke(main, ["data", "sample", "-o", str(tmp_path / "d"), "-n", "2", "--seed", "5"])
+    result = CliRunner().invoke(main, ["data", "sample", "--kind", "grey", "-o", str(tmp_path / "d"), "-n", "2",
+                                       "--seed", "5"])
     assert result.exit_code == 0, result.output
     img, axes = read_image(tmp_path / "d" / "sections" / "brain_s002.png")
     np.testing.assert_array_equal(img[..., 0], make_section(6).image)

@@ -46,11 +46,13 @@ def test_predict_simple_segmentation_png(runner: CliRunner, pc_ilp: Path, cells_
     assert result.exit_code == 0 and out.stat().st_mtime_ns == mtime
 
 
-def test_predict_ilastik_style_flags(runner: CliRunner, pc_ilp: Path, cells_png: Path, tmp_path: Path) -> None:
+def test_predict_ilastik_style_flags(runner: CliRunner, forested_ilp: Path, tmp_path: Path) -> None:
     piece = tmp_path / "piece.png"
-    Image.fromarray(np.asarray(Image.open(cells_png))[400:480, 300:400]).save(piece)
+    from pyquint.data import make_section
+
+    Image.fromarray(make_section(4, (96, 120)).image[8:88, 10:110]).save(piece)
     result = runner.invoke(main, [
-        "ilastik", "predict", "--headless", f"--project={pc_ilp}", "--readonly",
+        "ilastik", "predict", "--headless", f"--project={forested_ilp}", "--readonly",
         "--export_source", "Simple Segmentation", "--export-source=probabilities",
         "--output_format=compressed hdf5", "--output_internal_path=data/result", str(piece),
     ])
@@ -64,7 +66,7 @@ def test_predict_ilastik_style_flags(runner: CliRunner, pc_ilp: Path, cells_png:
         assert f["data/result"].dtype == np.uint8
 
 
-def test_predict_errors_are_messages(runner: CliRunner, pc_ilp: Path, tmp_path: Path) -> None:
+def test_predict_errors_are_messages(runner: CliRunner, forested_ilp: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.ilp"
     bad.write_bytes(b"\x00" * 100)
     img = tmp_path / "img.png"
@@ -72,9 +74,9 @@ def test_predict_errors_are_messages(runner: CliRunner, pc_ilp: Path, tmp_path: 
     result = runner.invoke(main, ["ilastik", "predict", str(bad), str(img)])
     assert result.exit_code == 1 and "not a readable HDF5 file" in result.output
     assert "Traceback" not in result.output
-    result = runner.invoke(main, ["ilastik", "predict", str(pc_ilp), str(img), "--export_source=Nope"])
+    result = runner.invoke(main, ["ilastik", "predict", str(forested_ilp), str(img), "--export_source=Nope"])
     assert result.exit_code == 1 and "unknown export source 'Nope'" in result.output
-    result = runner.invoke(main, ["ilastik", "predict", str(pc_ilp)])
+    result = runner.invoke(main, ["ilastik", "predict", str(forested_ilp)])
     assert result.exit_code == 2 and "no images" in result.output
 
 
@@ -92,12 +94,10 @@ def test_info(runner: CliRunner, pc_ilp: Path) -> None:
     assert [lab["pixels"] for lab in info["labels"]] == [294, 838]
 
 
-def test_info_lists_missing_files(runner: CliRunner, reference_dir: Path, tmp_path: Path) -> None:
-    import gzip
+def test_info_lists_missing_files(runner: CliRunner, tmp_path: Path) -> None:
+    from synth import steinbock_project_without_crops
 
-    ilp = tmp_path / "pixel_classifier.ilp"
-    with gzip.open(reference_dir / "steinbock" / "run_default" / "pixel_classifier.ilp.gz") as src:
-        ilp.write_bytes(src.read())
+    ilp = steinbock_project_without_crops(tmp_path)
     result = runner.invoke(main, ["ilastik", "info", str(ilp)])
     assert result.exit_code == 0, result.output
     assert "missing files: ilastik_crops/synth_a_x2_y102_w50_h50.h5/crop" in result.output

@@ -137,9 +137,9 @@ def test_pc_ilp_forest_matches_direct_walk(pc_ilp: Path) -> None:
     assert np.array_equal(forest.predict(X, n_classes=2), np.argmax(got, axis=1) + 1)
 
 
-def test_forest_feature_count_differs_from_selection(pc_ilp: Path, tmp_path: Path) -> None:
+def test_forest_feature_count_differs_from_selection(forested_ilp: Path, tmp_path: Path) -> None:
     path = tmp_path / "pc.ilp"
-    shutil.copyfile(pc_ilp, path)
+    shutil.copyfile(forested_ilp, path)
     with h5py.File(path, "a") as f:
         m = f["FeatureSelections/SelectionMatrix"][()]
         m[0, :] = False  # drop Gaussian Smoothing: 42 channels, the forest wants 49

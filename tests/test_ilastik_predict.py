@@ -40,6 +40,26 @@ def stored_segmentation(pc):
     return stored.predict(raw, axes)
 
 
+@pytest.fixture(scope="module")
+def made(forested_ilp: Path):
+    """The same as ``pc`` for a pyquint-written project with a stored vigra-layout forest."""
+    project = read_project(forested_ilp)
+    raw, axes = project.read_lane(0)
+    labels = project.label_image(0)[..., 0]
+    stored = ProjectPredictor(project).fit()
+    return project, raw, axes, labels, stored
+
+
+@pytest.fixture
+def made_png(tmp_path: Path) -> Path:
+    """A 160x200 synthetic section (not the project's own image), beside which exports land."""
+    from pyquint.data import make_section
+
+    path = tmp_path / "piece.png"
+    Image.fromarray(make_section(12, (160, 200)).image).save(path)
+    return path
+
+
 @pytest.fixture
 def small_png(cells_png: Path, tmp_path: Path) -> Path:
     """A 160x200 piece of the reference image, beside which exports land."""
@@ -92,8 +112,8 @@ def test_fast_rounding_agrees_with_exact(pc) -> None:
     assert agreement >= 0.999
 
 
-def test_default_rounding_by_version(pc, tmp_path: Path) -> None:
-    project = pc[0]
+def test_default_rounding_by_version(made, tmp_path: Path) -> None:
+    project = made[0]
     assert default_rounding(project) == "fast"
     path = tmp_path / "old.ilp"
     shutil.copyfile(project.path, path)
@@ -101,18 +121,20 @@ def test_default_rounding_by_version(pc, tmp_path: Path) -> None:
         del f["ilastikVersion"]
         f.create_dataset("ilastikVersion", data=b"1.3.3post1")
     with h5py.File(path, "a") as f:
-        for blk in f["PixelClassification/LabelSets/labels000"].values():
+        blocks = list(f["PixelClassification/LabelSets/labels000"].values())
+        assert all(blk.ndim == 3 for blk in blocks)
+        for blk in blocks:
             del blk.attrs["axistags"]
     old = read_project(path)
     assert default_rounding(old) == "muladd"
     # 3-D blocks cannot be 1.3.3post1's 5-D txyzc: the lane's own order is used instead
-    assert [b.stored_axes for b in old.label_blocks] == ["yxc"] * 5
+    assert [b.stored_axes for b in old.label_blocks] == ["yxc"] * len(blocks)
     assert np.array_equal(old.label_image(0), project.label_image(0))
 
 
-def test_probabilities_properties(pc, small_png: Path) -> None:
-    _, _, _, _, stored = pc
-    image = np.asarray(Image.open(small_png))
+def test_probabilities_properties(made, made_png: Path) -> None:
+    _, _, _, _, stored = made
+    image = np.asarray(Image.open(made_png))
     proba = stored.predict_proba(image, "yx")
     assert proba.dtype == np.float32 and proba.shape == image.shape + (2,)
     assert np.allclose(proba.sum(-1), 1, atol=1e-6)
@@ -122,13 +144,13 @@ def test_probabilities_properties(pc, small_png: Path) -> None:
 
 
 # --------------------------------------------------------------------------- headless batch
-def test_predict_project_several_sources(pc_ilp: Path, small_png: Path, pc) -> None:
-    written = predict_project(pc_ilp, [small_png],
+def test_predict_project_several_sources(forested_ilp: Path, made_png: Path, made) -> None:
+    written = predict_project(forested_ilp, [made_png],
                               export_source=["Probabilities", "simple segmentation", "Uncertainty", "Labels"])
-    d = small_png.parent
+    d = made_png.parent
     names = sorted(p.name for p in written)
     assert names == sorted(f"piece_{s}.h5" for s in ("Probabilities", "Simple Segmentation", "Uncertainty", "Labels"))
-    expected = pc[4].predict_proba(np.asarray(Image.open(small_png)), "yx")
+    expected = made[4].predict_proba(np.asarray(Image.open(made_png)), "yx")
     with h5py.File(d / "piece_Probabilities.h5", "r") as f:
         ds = f["exported_data"]
         assert ds.dtype == np.float32 and ds.shape == (160, 200, 2)
@@ -146,15 +168,15 @@ def test_predict_project_several_sources(pc_ilp: Path, small_png: Path, pc) -> N
     with h5py.File(d / "piece_Labels.h5", "r") as f:
         assert f["exported_data"].dtype == np.uint8 and not f["exported_data"][()].any()
     # resume: everything exists, nothing is recomputed; --overwrite rewrites
-    assert predict_project(pc_ilp, [small_png], export_source="Probabilities") == []
-    again = predict_project(pc_ilp, [small_png], export_source="Probabilities", overwrite=True)
+    assert predict_project(forested_ilp, [made_png], export_source="Probabilities") == []
+    again = predict_project(forested_ilp, [made_png], export_source="Probabilities", overwrite=True)
     assert [p.name for p in again] == ["piece_Probabilities.h5"]
 
 
-def test_predict_project_conversion_and_formats(pc_ilp: Path, small_png: Path, tmp_path: Path) -> None:
+def test_predict_project_conversion_and_formats(forested_ilp: Path, made_png: Path, tmp_path: Path) -> None:
     out_dir = tmp_path / "out"
     written = predict_project(
-        pc_ilp, [small_png], export_source="Probabilities", output_format="tiff",
+        forested_ilp, [made_png], export_source="Probabilities", output_format="tiff",
         output_filename_format=str(out_dir / "{nickname}_{result_type}_{x_stop}x{y_stop}"),
         export_dtype="uint8", pipeline_result_drange="(0.0,1.0)", export_drange="(0,255)",
         output_axis_order="cyx",
@@ -164,22 +186,22 @@ def test_predict_project_conversion_and_formats(pc_ilp: Path, small_png: Path, t
 
     data = tifffile.imread(written[0])
     assert data.dtype == np.uint8 and data.shape == (2, 160, 200)
-    with h5py.File(_reference_h5(pc_ilp, small_png, tmp_path), "r") as f:
+    with h5py.File(_reference_h5(forested_ilp, made_png, tmp_path), "r") as f:
         proba = f["exported_data"][()]
     assert np.array_equal(data, np.rint(np.moveaxis(proba, -1, 0) * 255).astype(np.uint8))
 
 
-def _reference_h5(pc_ilp: Path, small_png: Path, tmp_path: Path) -> Path:
-    (written,) = predict_project(pc_ilp, [small_png], output_filename_format=str(tmp_path / "ref"))
+def _reference_h5(project: Path, png: Path, tmp_path: Path) -> Path:
+    (written,) = predict_project(project, [png], output_filename_format=str(tmp_path / "ref"))
     return written
 
 
-def test_h5_input_keeps_its_axis_order(pc_ilp: Path, small_png: Path, tmp_path: Path) -> None:
-    image = np.asarray(Image.open(small_png))
+def test_h5_input_keeps_its_axis_order(forested_ilp: Path, made_png: Path, tmp_path: Path) -> None:
+    image = np.asarray(Image.open(made_png))
     h5 = tmp_path / "stack.h5"
     with h5py.File(h5, "w") as f:
         f.create_dataset("volume/data", data=image[np.newaxis]).attrs["axistags"] = axistags_json("cyx")
-    (out,) = predict_project(pc_ilp, [f"{h5}/volume/data"], export_source="Simple Segmentation",
+    (out,) = predict_project(forested_ilp, [f"{h5}/volume/data"], export_source="Simple Segmentation",
                              output_format="hdf5")
     assert out.name == "stack-volume-data_Simple Segmentation.h5"
     with h5py.File(out, "r") as f:
@@ -187,13 +209,13 @@ def test_h5_input_keeps_its_axis_order(pc_ilp: Path, small_png: Path, tmp_path: 
         assert parse_axistags(ds.attrs["axistags"]) == "cyx" and ds.shape == (1, 160, 200)
 
 
-def test_project_export_settings_are_defaults(small_png: Path, tmp_path: Path, pc) -> None:
-    project, raw, axes, labels, _ = pc
+def test_project_export_settings_are_defaults(made_png: Path, tmp_path: Path, made) -> None:
+    project, raw, axes, labels, _ = made
     settings = {"OutputFormat": "png", "OutputFilenameFormat": "{dataset_dir}/{nickname}_seg",
                 "ExportDtype": "uint8", "InputMin": 0.0, "InputMax": 1.0, "ExportMin": 0, "ExportMax": 255}
-    path = write_project(tmp_path / "own.ilp", [raw[CROP]], [labels[CROP]], project.feature_selection(),
+    path = write_project(tmp_path / "own.ilp", [raw], [labels], project.feature_selection(),
                          axes=axes, export_settings=settings)
-    (out,) = predict_project(path, [small_png], export_source="Probabilities", seed=1)
+    (out,) = predict_project(path, [made_png], export_source="Probabilities", seed=1)
     assert out.name == "piece_seg.png"
     png = np.asarray(Image.open(out))
     assert png.dtype == np.uint8 and png.shape == (160, 200, 2)  # gray + alpha, as vigra
@@ -201,15 +223,15 @@ def test_project_export_settings_are_defaults(small_png: Path, tmp_path: Path, p
 
 
 # --------------------------------------------------------------------------- retrain and errors
-def test_retrain_from_referenced_images(pc, tmp_path: Path) -> None:
-    project, raw, _, labels, _ = pc
+def test_retrain_from_referenced_images(made, tmp_path: Path) -> None:
+    project, raw, axes, labels, _ = made
     img_path = tmp_path / "imgs" / "crop.png"
     img_path.parent.mkdir()
-    Image.fromarray(raw[CROP][..., 0]).save(img_path)
-    path = write_project(tmp_path / "ref.ilp", [img_path], [labels[CROP]], project.feature_selection(),
+    Image.fromarray(raw.reshape(labels.shape)).save(img_path)
+    path = write_project(tmp_path / "ref.ilp", [img_path], [labels], project.feature_selection(),
                          store_raw=False)
-    seg = ProjectPredictor(path, seed=3).fit().predict(raw[CROP], "yxc")  # no forest: retrains
-    crop_labels = labels[CROP]
+    seg = ProjectPredictor(path, seed=3).fit().predict(raw, axes)  # no forest: retrains
+    crop_labels = labels
     assert np.mean(seg[crop_labels > 0] == crop_labels[crop_labels > 0]) >= 0.99
     # the image moves: a clear error listing it, or found again through search_dirs
     moved = tmp_path / "moved"
@@ -230,9 +252,9 @@ def test_no_labels_and_no_forest(tmp_path: Path) -> None:
         ProjectPredictor(empty).fit()
 
 
-def test_forest_feature_count_mismatch(pc_ilp: Path, tmp_path: Path) -> None:
+def test_forest_feature_count_mismatch(forested_ilp: Path, tmp_path: Path) -> None:
     path = tmp_path / "pc.ilp"
-    shutil.copyfile(pc_ilp, path)
+    shutil.copyfile(forested_ilp, path)
     with h5py.File(path, "a") as f:
         m = f["FeatureSelections/SelectionMatrix"][()]
         m[5, :] = False
@@ -241,16 +263,16 @@ def test_forest_feature_count_mismatch(pc_ilp: Path, tmp_path: Path) -> None:
         ProjectPredictor(path).fit()
 
 
-def test_wrong_channel_count(pc_ilp: Path, tmp_path: Path) -> None:
+def test_wrong_channel_count(forested_ilp: Path, tmp_path: Path) -> None:
     rgb = tmp_path / "rgb.png"
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(rgb)
     with pytest.raises(InputError, match=r"rgb\.png.*3 channel"):
-        predict_project(pc_ilp, [rgb])
+        predict_project(forested_ilp, [rgb])
 
 
-def test_never_overwrites_inputs(pc_ilp: Path, small_png: Path) -> None:
+def test_never_overwrites_inputs(forested_ilp: Path, made_png: Path) -> None:
     with pytest.raises(InputError, match="overwrite an input"):
-        predict_project(pc_ilp, [small_png], output_format="png",
+        predict_project(forested_ilp, [made_png], output_format="png",
                         output_filename_format="{dataset_dir}/piece")
     with pytest.raises(InputError, match="unknown export source"):
-        predict_project(pc_ilp, [small_png], export_source="Probs")
+        predict_project(forested_ilp, [made_png], export_source="Probs")

@@ -28,10 +28,19 @@ def _sha(path: Path) -> str:
 
 
 @pytest.fixture
-def pc_copy(pc_ilp: Path, tmp_path: Path) -> Path:
-    dst = tmp_path / "pc.ilp"
-    shutil.copyfile(pc_ilp, dst)
+def made_copy(made_ilp: Path, tmp_path: Path) -> Path:
+    """A copy of a pyquint-written project, for tests that alter a project to break it."""
+    dst = tmp_path / "made.ilp"
+    shutil.copyfile(made_ilp, dst)
     return dst
+
+
+@pytest.fixture
+def made_steinbock_ilp(tmp_path: Path) -> Path:
+    """A project as `steinbock prepare` writes it (pyquint's byte-compatible prepare), crops absent."""
+    from synth import steinbock_project_without_crops
+
+    return steinbock_project_without_crops(tmp_path)
 
 
 @pytest.fixture
@@ -91,11 +100,16 @@ def test_pc_ilp_feature_selection(pc_ilp: Path) -> None:
     assert feature_names(sel, 1, 2) == p.forest_info["feature_names"]
 
 
-def test_read_only_file_and_locked_by_writer(pc_copy: Path) -> None:
+def test_read_only_file_and_locked_by_writer(forested_ilp: Path, tmp_path: Path) -> None:
+    pc_copy = tmp_path / "forested.ilp"
+    shutil.copyfile(forested_ilp, pc_copy)
+    with h5py.File(forested_ilp, "r") as f:  # labelled pixels, counted straight from the blocks
+        n_labelled = sum(int((b[()] > 0).sum()) for b in f["PixelClassification/LabelSets/labels000"].values())
+        n_blocks = len(f["PixelClassification/LabelSets/labels000"])
     os.chmod(pc_copy, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)  # 0444
     before = _sha(pc_copy)
     p = read_project(pc_copy)
-    assert len(p.label_blocks) == 5 and p.forest().n_trees == 100
+    assert len(p.label_blocks) == n_blocks and p.forest().n_trees == 100
     assert _sha(pc_copy) == before
     os.chmod(pc_copy, 0o644)
     # another process holds the project open for writing (as ilastik does)
@@ -111,7 +125,7 @@ def test_read_only_file_and_locked_by_writer(pc_copy: Path) -> None:
     try:
         assert holder.stdout.readline().strip() == "open"
         p = read_project(pc_copy)
-        assert len(p.label_blocks) == 5 and p.label_counts().sum() == 1132
+        assert len(p.label_blocks) == n_blocks and p.label_counts().sum() == n_labelled > 0
     finally:
         holder.communicate("", timeout=30)
 
@@ -154,7 +168,7 @@ def _set(path: Path, key: str, value: str) -> None:
         f.create_dataset(key, data=value.encode())
 
 
-def test_block_axis_rules_of_each_version(steinbock_ilp: Path, tmp_path: Path) -> None:
+def test_block_axis_rules_of_each_version(made_steinbock_ilp: Path, tmp_path: Path) -> None:
     """The same 10x20 label patch at y 5:15, x 7:27, stored as each ilastik version did."""
     patch = np.zeros((10, 20), np.uint8)
     patch[:, :5], patch[:, 5:12], patch[:, 12:] = 1, 2, 3
@@ -162,45 +176,45 @@ def test_block_axis_rules_of_each_version(steinbock_ilp: Path, tmp_path: Path) -
     expected[5:15, 7:27] = patch
 
     # 1.3.3post3 without axistags, lane in cyx (steinbock after `fix`): original order
-    _add_blocks(steinbock_ilp, [(patch[np.newaxis], "[0:1,5:15,7:27]", None)])
-    p = read_project(steinbock_ilp)
+    _add_blocks(made_steinbock_ilp, [(patch[np.newaxis], "[0:1,5:15,7:27]", None)])
+    p = read_project(made_steinbock_ilp)
     assert p.label_blocks[0].stored_axes == "cyx"
     assert np.array_equal(p.label_image(0)[..., 0], expected)
 
     # same version, lane in yxc (legacy steinbock crops before `fix`)
-    with h5py.File(steinbock_ilp, "a") as f:
+    with h5py.File(made_steinbock_ilp, "a") as f:
         rd = f["Input Data/infos/lane0000/Raw Data"]
         del rd["axistags"], rd["shape"]
         rd.create_dataset("axistags", data=axistags_json("yxc").encode())
         rd.create_dataset("shape", data=np.array([50, 50, 3]))
-    _add_blocks(steinbock_ilp, [(patch[..., np.newaxis], "[5:15,7:27,0:1]", None)])
-    p = read_project(steinbock_ilp)
+    _add_blocks(made_steinbock_ilp, [(patch[..., np.newaxis], "[5:15,7:27,0:1]", None)])
+    p = read_project(made_steinbock_ilp)
     assert p.label_blocks[0].stored_axes == "yxc"
     assert np.array_equal(p.label_image(0)[..., 0], expected)
 
     # 1.2.0rc10 / 1.3.3post1: 5-D txyzc blocks whatever the data
-    _set(steinbock_ilp, "ilastikVersion", "1.2.0rc10")
+    _set(made_steinbock_ilp, "ilastikVersion", "1.2.0rc10")
     txyzc = patch.T[np.newaxis, :, :, np.newaxis, np.newaxis]
-    _add_blocks(steinbock_ilp, [(txyzc, "[0:1,7:27,5:15,0:1,0:1]", None)])
-    p = read_project(steinbock_ilp)
+    _add_blocks(made_steinbock_ilp, [(txyzc, "[0:1,7:27,5:15,0:1,0:1]", None)])
+    p = read_project(made_steinbock_ilp)
     assert p.label_blocks[0].stored_axes == "txyzc"
     assert np.array_equal(p.label_image(0)[..., 0], expected)
 
     # an axistags attribute always wins (1.4.0b11 style), here in xyc order
-    _set(steinbock_ilp, "ilastikVersion", "1.4.0")
-    _add_blocks(steinbock_ilp, [(patch.T[..., np.newaxis], "[7:27,5:15,0:1]", axistags_json("xyc"))])
-    p = read_project(steinbock_ilp)
+    _set(made_steinbock_ilp, "ilastikVersion", "1.4.0")
+    _add_blocks(made_steinbock_ilp, [(patch.T[..., np.newaxis], "[7:27,5:15,0:1]", axistags_json("xyc"))])
+    p = read_project(made_steinbock_ilp)
     assert np.array_equal(p.label_image(0)[..., 0], expected)
 
 
-def test_lanes_h5_inner_paths_relative_and_missing(steinbock_ilp: Path) -> None:
-    crops = steinbock_ilp.parent / "ilastik_crops"
+def test_lanes_h5_inner_paths_relative_and_missing(made_steinbock_ilp: Path) -> None:
+    crops = made_steinbock_ilp.parent / "ilastik_crops"
     crops.mkdir()
     rng = np.random.default_rng(0)
     data = rng.random((3, 50, 50)).astype(np.float32)
     with h5py.File(crops / "synth_a_x2_y102_w50_h50.h5", "w") as f:
         f.create_dataset("crop", data=data).attrs["axistags"] = axistags_json("cyx")
-    p = read_project(steinbock_ilp)
+    p = read_project(made_steinbock_ilp)
     assert p.lanes[0].exists and not p.lanes[1].exists
     assert p.missing_files == [
         "ilastik_crops/synth_b_x112_y8_w50_h50.h5/crop",
@@ -209,7 +223,7 @@ def test_lanes_h5_inner_paths_relative_and_missing(steinbock_ilp: Path) -> None:
     raw, axes = p.read_lane(0)
     assert axes == "cyx" and np.array_equal(raw, data)
     # a moved file is found by name in search_dirs
-    moved = steinbock_ilp.parent / "moved"
+    moved = made_steinbock_ilp.parent / "moved"
     moved.mkdir()
     with h5py.File(moved / "synth_b_x112_y8_w50_h50.h5", "w") as f:
         f.create_dataset("crop", data=data[::-1])
@@ -242,9 +256,9 @@ def test_not_hdf5(tmp_path: Path) -> None:
         read_project(tmp_path / "absent.ilp")
 
 
-def test_truncated(pc_ilp: Path, tmp_path: Path) -> None:
+def test_truncated(made_ilp: Path, tmp_path: Path) -> None:
     cut = tmp_path / "cut.ilp"
-    cut.write_bytes(pc_ilp.read_bytes()[: pc_ilp.stat().st_size // 2])
+    cut.write_bytes(made_ilp.read_bytes()[: made_ilp.stat().st_size // 2])
     with pytest.raises(InputError, match=r"cut\.ilp"):
         p = read_project(cut)
         p.read_lane(0)  # pragma: no cover - reading must fail earlier or here
@@ -259,22 +273,22 @@ def test_plain_hdf5_is_not_a_project(tmp_path: Path) -> None:
         read_project(path)
 
 
-def test_unknown_workflow(pc_copy: Path) -> None:
-    _set(pc_copy, "workflowName", "Carving")
+def test_unknown_workflow(made_copy: Path) -> None:
+    _set(made_copy, "workflowName", "Carving")
     with pytest.raises(InputError, match="unknown or unsupported ilastik workflow 'Carving'"):
-        read_project(pc_copy)
+        read_project(made_copy)
 
 
 @pytest.mark.parametrize("version", ["0.5.0", "1.6.0", "2.0.1", "banana"])
-def test_version_outside_range(pc_copy: Path, version: str) -> None:
-    _set(pc_copy, "ilastikVersion", version)
+def test_version_outside_range(made_copy: Path, version: str) -> None:
+    _set(made_copy, "ilastikVersion", version)
     with pytest.raises(InputError, match="version"):
-        read_project(pc_copy)
+        read_project(made_copy)
 
 
-def test_object_classification_threshold_settings(pc_copy: Path) -> None:
-    _set(pc_copy, "workflowName", "Object Classification (from pixel classification)")
-    with h5py.File(pc_copy, "a") as f:
+def test_object_classification_threshold_settings(made_copy: Path) -> None:
+    _set(made_copy, "workflowName", "Object Classification (from pixel classification)")
+    with h5py.File(made_copy, "a") as f:
         g = f.create_group("ThresholdTwoLevels")
         for key, value in (("CurOperator", 0), ("MinSize", 10), ("MaxSize", 1000000),
                            ("LowThreshold", 0.5), ("HighThreshold", 0.8), ("Channel", 0)):
@@ -282,17 +296,17 @@ def test_object_classification_threshold_settings(pc_copy: Path) -> None:
         s = g.create_group("SmootherSigma")
         for axis in "xyz":
             s.create_dataset(axis, data=1.0)
-    p = read_project(pc_copy)
+    p = read_project(made_copy)
     assert p.kind == "object"
     t = p.threshold_settings
     assert (t["MinSize"], t["MaxSize"], t["LowThreshold"], t["HighThreshold"]) == (10, 1000000, 0.5, 0.8)
     assert t["SmootherSigma"] == {"x": 1.0, "y": 1.0, "z": 1.0}
 
 
-def test_label_block_outside_image(pc_copy: Path) -> None:
+def test_label_block_outside_image(made_copy: Path) -> None:
     block = np.ones((10, 10, 1), np.uint8)
-    _add_blocks(pc_copy, [(block, "[1020:1030,0:10,0:1]", axistags_json("yxc"))])
-    p = read_project(pc_copy)
+    _add_blocks(made_copy, [(block, "[1020:1030,0:10,0:1]", axistags_json("yxc"))])
+    p = read_project(made_copy)
     with pytest.raises(InputError, match="outside the image"):
         p.label_image(0)
     with pytest.raises(InputError, match="outside the image"):
@@ -304,21 +318,21 @@ def test_label_block_outside_image(pc_copy: Path) -> None:
     [("[0:10,0:10]", "ranges"), ("[0:10,0:12,0:1]", "spans"), ("0:10,0:10,0:1", "unreadable"),
      ("[5:2,0:10,0:1]", "invalid range")],
 )
-def test_bad_block_slice(pc_copy: Path, slice_text: str, match: str) -> None:
-    _add_blocks(pc_copy, [(np.ones((10, 10, 1), np.uint8), slice_text, axistags_json("yxc"))])
+def test_bad_block_slice(made_copy: Path, slice_text: str, match: str) -> None:
+    _add_blocks(made_copy, [(np.ones((10, 10, 1), np.uint8), slice_text, axistags_json("yxc"))])
     with pytest.raises(InputError, match=match):
-        read_project(pc_copy)
+        read_project(made_copy)
 
 
-def test_inconsistent_feature_selection(pc_copy: Path) -> None:
-    with h5py.File(pc_copy, "a") as f:
+def test_inconsistent_feature_selection(made_copy: Path) -> None:
+    with h5py.File(made_copy, "a") as f:
         del f["FeatureSelections/Scales"]
         f["FeatureSelections"].create_dataset("Scales", data=np.array([1.0, 2.0]))
     with pytest.raises(InputError, match="FeatureSelections is inconsistent"):
-        read_project(pc_copy)
+        read_project(made_copy)
 
 
-def test_info_is_json_friendly(pc_ilp: Path) -> None:
-    p = read_project(pc_ilp)
+def test_info_is_json_friendly(forested_ilp: Path) -> None:
+    p = read_project(forested_ilp)
     json.dumps(p.export_settings)
     json.dumps({k: v for k, v in p.forest_info.items()})

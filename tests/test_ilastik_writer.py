@@ -118,10 +118,10 @@ def test_pc_ilp_labels_written_back_unchanged(pc_ilp: Path, tmp_path: Path) -> N
         copy_labels(src, blank)
 
 
-def test_copy_labels_refuses_blocks_outside_target(pc_ilp: Path, tmp_path: Path) -> None:
+def test_copy_labels_refuses_blocks_outside_target(forested_ilp: Path, tmp_path: Path) -> None:
     small = write_project(tmp_path / "small.ilp", [np.zeros((100, 100), np.uint8)], None, None)
     with pytest.raises(InputError, match="outside the image"):
-        copy_labels(pc_ilp, small, tmp_path / "out.ilp")
+        copy_labels(forested_ilp, small, tmp_path / "out.ilp")
     assert not (tmp_path / "out.ilp").exists()
 
 

@@ -289,21 +289,21 @@ def test_imagej_png_identical_pyquint_glasbey(ij, tmp_path):
         assert_same_palette_png(ij_png, py_png)
 
 
-def test_wider_integer_labels_in_range_are_not_scaled(ij, reference_dir, tmp_path):
+def test_wider_integer_labels_in_range_are_not_scaled(ij, lut_files, tmp_path):
     from pyquint.imagej import apply_lut_imagej
 
     labels16 = np.array([[0, 1, 2], [3, 255, 7]], dtype=np.uint16)
     src = tmp_path / "l16.tif"
     write_image(src, labels16, "yx")
-    out = apply_lut_imagej(src, reference_dir / "fiji-luts" / "glasbey.lut", tmp_path / "o.png")
+    out = apply_lut_imagej(src, lut_files / "glasbey.lut", tmp_path / "o.png")
     with Image.open(out) as im:
         np.testing.assert_array_equal(np.asarray(im), labels16.astype(np.uint8))
 
 
-def test_bad_inputs_are_clear_errors(ij, reference_dir, tmp_path):
+def test_bad_inputs_are_clear_errors(ij, lut_files, tmp_path):
     from pyquint.imagej import apply_lut_imagej, open_lut_imagej
 
-    lut = reference_dir / "fiji-luts" / "glasbey.lut"
+    lut = lut_files / "glasbey.lut"
     with pytest.raises(InputError, match=r"0\.\.300"):
         apply_lut_imagej(np.array([[0, 300]], np.uint16), lut, tmp_path / "a.png")
     with pytest.raises(InputError, match="2-D"):
@@ -329,10 +329,10 @@ def test_bad_inputs_are_clear_errors(ij, reference_dir, tmp_path):
     assert not (tmp_path / "a.png").exists()
 
 
-def test_batch_in_one_jvm_resumes(ij, reference_dir, tmp_path):
+def test_batch_in_one_jvm_resumes(ij, lut_files, tmp_path):
     from pyquint.imagej import apply_lut_imagej_batch
 
-    lut = reference_dir / "fiji-luts" / "glasbey_on_dark.lut"
+    lut = lut_files / "glasbey_on_dark.lut"
     table = parse_lut_independently(lut)
     inputs = []
     for k in range(3):
@@ -352,12 +352,12 @@ def test_batch_in_one_jvm_resumes(ij, reference_dir, tmp_path):
         apply_lut_imagej_batch(inputs, inputs, lut)
 
 
-def test_apply_lut_cli(ij, reference_dir, tmp_path):
+def test_apply_lut_cli(ij, lut_files, tmp_path):
     folder = tmp_path / "seg"
     folder.mkdir()
     labels = label_image(seed=9, n=4)
     Image.fromarray(labels).save(folder / "a_s001.png")
-    lut = reference_dir / "fiji-luts" / "glasbey.lut"
+    lut = lut_files / "glasbey.lut"
     result = CliRunner().invoke(main, ["imagej", "apply-lut", str(lut), str(folder), "-o", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert "1 written" in result.output
@@ -367,8 +367,12 @@ def test_apply_lut_cli(ij, reference_dir, tmp_path):
     assert result.exit_code != 0 and "nothing" in result.output
 
 
-def test_read_image_imagej_matches_pillow(ij, cells_png):
+def test_read_image_imagej_matches_pillow(ij, tmp_path):
+    from pyquint.data import make_section
     from pyquint.imagej import read_image_imagej
+
+    cells_png = tmp_path / "section_s001.png"
+    Image.fromarray(make_section(3, (120, 150)).image).save(cells_png)
 
     with Image.open(cells_png) as im:
         assert im.mode == "L"

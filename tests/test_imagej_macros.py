@@ -31,20 +31,20 @@ GLASBEY_FILES = {"glasbey": "glasbey.lut", "glasbey on dark": "glasbey_on_dark.l
 
 
 @pytest.fixture(scope="session")
-def macro_home(require_imagej, tmp_path_factory, shared_dir) -> Path:
-    """An ImageJ home (plugins/ + luts/) holding Fiji's three Glasbey LUT files."""
+def macro_home(require_imagej, tmp_path_factory, lut_files) -> Path:
+    """An ImageJ home (plugins/ + luts/) holding three Glasbey LUT files in Fiji's formats."""
     if find_xvfb() is None and not os.environ.get("DISPLAY"):
         reason = "ImageJ macro tests need xvfb-run or a DISPLAY (apt-get install xvfb xauth)"
         if os.environ.get("PYQUINT_REQUIRE_IMAGEJ") == "1":
             pytest.fail(reason)
         pytest.skip(reason)
     home = tmp_path_factory.mktemp("ijhome")
-    return prepare_home(home, fiji_luts=shared_dir / "reference" / "fiji-luts", glasbey=False)
+    return prepare_home(home, fiji_luts=lut_files, glasbey=False)
 
 
 @pytest.fixture(scope="session")
-def fiji_luts(shared_dir) -> Path:
-    return shared_dir / "reference" / "fiji-luts"
+def fiji_luts(lut_files) -> Path:
+    return lut_files
 
 
 @pytest.fixture(scope="session")

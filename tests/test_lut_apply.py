@@ -11,6 +11,7 @@ from PIL import Image
 
 from pyquint.errors import InputError
 from pyquint.lut import (
+    PYQUINT_LUT_DIR,
     LabelConversionWarning,
     Lut,
     apply_lut,
@@ -38,8 +39,9 @@ def png_chunks(path) -> list[tuple[bytes, bytes]]:
 
 
 @pytest.fixture(scope="module")
-def glasbey(reference_dir) -> Lut:
-    return read_lut(reference_dir / "fiji-luts" / "glasbey.lut")
+def glasbey() -> Lut:
+    """pyquint's Glasbey table (the palette's origin is not what these tests are about)."""
+    return read_lut(PYQUINT_LUT_DIR / "glasbey.lut")
 
 
 @pytest.fixture()

@@ -17,11 +17,11 @@ from pyquint.lut import PYQUINT_LUT_DIR, builtin_lut, find_lut, load_lut, read_l
 
 
 @pytest.fixture()
-def fiji_app(tmp_path, reference_dir):
-    """A Fiji.app layout whose luts/ holds Fiji's three files (copied into tmp only)."""
+def fiji_app(tmp_path, lut_files):
+    """A Fiji.app layout whose luts/ holds three Glasbey files in Fiji's formats (in tmp only)."""
     luts = tmp_path / "Fiji.app" / "luts"
     luts.mkdir(parents=True)
-    for f in (reference_dir / "fiji-luts").glob("*.lut"):
+    for f in lut_files.glob("*.lut"):
         (luts / f.name).write_bytes(f.read_bytes())
     return tmp_path / "Fiji.app"
 
@@ -33,7 +33,7 @@ def runner(monkeypatch):
     return CliRunner()
 
 
-def test_find_lut_order_and_names(fiji_app, tmp_path, monkeypatch, reference_dir):
+def test_find_lut_order_and_names(fiji_app, tmp_path, monkeypatch, lut_files):
     monkeypatch.delenv("FIJI_HOME", raising=False)
     monkeypatch.delenv("PYQUINT_FIJI", raising=False)
     assert find_lut("glasbey") == PYQUINT_LUT_DIR / "glasbey.lut"
@@ -43,7 +43,7 @@ def test_find_lut_order_and_names(fiji_app, tmp_path, monkeypatch, reference_dir
     assert find_lut("glasbey", fiji_app / "luts") == fiji_app / "luts" / "glasbey.lut"
     monkeypatch.setenv("FIJI_HOME", str(fiji_app))
     assert find_lut("GLASBEY") == fiji_app / "luts" / "glasbey.lut"
-    explicit = reference_dir / "fiji-luts" / "glasbey.lut"
+    explicit = lut_files / "glasbey.lut"
     assert find_lut(explicit) == explicit
     with pytest.raises(InputError, match="not found"):
         find_lut("nosuchlut")
@@ -82,12 +82,12 @@ def _labels(folder, n=2):
     return arrays
 
 
-def test_apply_folder_resume_overwrite(runner, tmp_path, reference_dir):
+def test_apply_folder_resume_overwrite(runner, tmp_path):
     arrays = _labels(tmp_path / "seg")
     out = tmp_path / "out"
     res = runner.invoke(main, ["lut", "apply", str(tmp_path / "seg"), "--lut", "glasbey", "-o", str(out)])
     assert res.exit_code == 0, res.output
-    fiji = read_lut(reference_dir / "fiji-luts" / "glasbey.lut")
+    fiji = read_lut(PYQUINT_LUT_DIR / "glasbey.lut")  # Fiji's first entries (white, blue, red, green)
     for i, lab in enumerate(arrays, 1):
         with Image.open(out / f"brain_s{i:03d}.png") as im:
             assert im.mode == "P" and np.array_equal(np.asarray(im), lab)
@@ -162,14 +162,14 @@ def test_apply_imagej_engine_hook(runner, tmp_path, monkeypatch):
     assert calls == [((9, 9, 9), "brain_s001.png"), ((9, 9, 9), "brain_s002.png")]
 
 
-def test_show_convert(runner, tmp_path, reference_dir):
+def test_show_convert(runner, tmp_path, lut_files):
     res = runner.invoke(main, ["lut", "show", "glasbey on dark", "-o", str(tmp_path / "ramp.png")])
     assert res.exit_code == 0, res.output
     with Image.open(tmp_path / "ramp.png") as im:
         assert im.size == (256, 32) and im.mode == "P"
         assert np.array_equal(np.asarray(im)[5], np.arange(256))
         assert np.array_equal(np.array(im.getpalette()).reshape(-1, 3), read_lut(PYQUINT_LUT_DIR / "glasbey_on_dark.lut").table)
-    src = reference_dir / "fiji-luts" / "glasbey.lut"
+    src = lut_files / "glasbey.lut"
     res = runner.invoke(main, ["lut", "convert", str(src), str(tmp_path / "g.lut"), "--set", "2=0,0,0"])
     assert res.exit_code == 0, res.output
     assert os.path.getsize(tmp_path / "g.lut") == 768 and read_lut(tmp_path / "g.lut").color(2) == (0, 0, 0)
@@ -208,3 +208,32 @@ def test_help_texts(runner):
     for cmd in ("apply", "show", "convert", "make-glasbey", "nutil-table", "check-names"):
         res = runner.invoke(main, ["lut", cmd, "--help"])
         assert res.exit_code == 0 and len(res.output) > 200
+
+
+def test_apply_warns_about_names_nutil_refuses_and_renames(runner, tmp_path):
+    seg = tmp_path / "seg"
+    seg.mkdir()
+    lab = np.array([[0, 1, 2], [2, 1, 0]], np.uint8)
+    Image.fromarray(lab).save(seg / "brain_s001_Simple Segmentation.png")
+    res = runner.invoke(main, ["lut", "apply", str(seg), "-o", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    assert "space in the name; Nutil needs names without spaces" in res.output
+    assert "--nutil-names" in res.output and "brain_s001.png" in res.output
+    assert (tmp_path / "a" / "brain_s001_Simple Segmentation.png").is_file()
+    res = runner.invoke(main, ["lut", "apply", str(seg), "-o", str(tmp_path / "b"), "--nutil-names",
+                               "--classes", "2"])
+    assert res.exit_code == 0 and "warning" not in res.output, res.output
+    with Image.open(tmp_path / "b" / "brain_s001.png") as im:  # only class 2 keeps its index
+        assert np.array_equal(np.asarray(im), np.where(lab == 2, 2, 0))
+    res = runner.invoke(main, ["lut", "apply", str(seg), "-o", str(tmp_path / "c"), "--check-names"])
+    assert res.exit_code == 1 and "space in the name" in res.output and not (tmp_path / "c").exists()
+    res = runner.invoke(main, ["lut", "apply", str(seg), "-o", str(tmp_path / "d"), "--classes", "0"])
+    assert res.exit_code == 2 and "label values 1..255" in res.output
+
+
+def test_nutil_name():
+    from pyquint.lut import nutil_name
+
+    assert nutil_name("brain_s001_Simple Segmentation.png") == "brain_s001.png"
+    assert nutil_name("tg 2.3_s012_Object Predictions.tif") == "tg_2_3_s012.png"
+    assert nutil_name("brain_s001.png") == "brain_s001.png"

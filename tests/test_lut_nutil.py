@@ -10,6 +10,7 @@ import pytest
 
 from pyquint.errors import InputError
 from pyquint.lut import (
+    PYQUINT_LUT_DIR,
     Lut,
     check_nutil_names,
     colour_table,
@@ -21,8 +22,9 @@ from pyquint.lut import (
 
 
 @pytest.fixture(scope="module")
-def glasbey(reference_dir) -> Lut:
-    return read_lut(reference_dir / "fiji-luts" / "glasbey.lut")
+def glasbey() -> Lut:
+    """pyquint's Glasbey table (the palette's origin is not what these tests are about)."""
+    return read_lut(PYQUINT_LUT_DIR / "glasbey.lut")
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,11 @@ from pyquint.data import make_section
 from pyquint.errors import InputError, ModelFileError
 from pyquint.io import parse_axistags
 from pyquint.objects import ObjectClassifier, compute_object_features, threshold_objects
-from pyquint.objects.classifier import object_labels_from_image, read_object_label_table
+from pyquint.objects.classifier import (
+    ObjectLabelWarning,
+    object_labels_from_image,
+    read_object_label_table,
+)
 from pyquint.objects.export import (
     TABLE_LEADING_COLUMNS,
     export_path,
@@ -60,6 +64,23 @@ def test_labels_from_clicks_and_conflicts():
         object_labels_from_image(objects, clicks)
     with pytest.raises(InputError, match="conflicting"):
         ObjectClassifier(n_trees=5, seed=0).fit(raw, objects, clicks)
+
+
+def test_painted_strokes_of_two_classes_take_the_majority_with_a_warning():
+    raw, objects, truth = _toy()
+    strokes = np.zeros_like(truth)
+    strokes[8:13, 10] = 1  # a 5-pixel stroke of class 1 in the disc centred at (10, 10)
+    strokes[6:8, 10] = 2  # and 2 pixels of class 2 that spill into the same disc
+    oid = int(objects[10, 10])
+    with pytest.warns(ObjectLabelWarning, match=rf"object {oid} at \(y 10, x 10\) holds labelled pixels "
+                      r"of classes \[1, 2\] \(class 1: 5 px, class 2: 2 px\): taken as class 1"):
+        mapping = object_labels_from_image(objects, strokes)
+    assert mapping == {oid: 1}
+    # the classifier trains on the majority class instead of stopping
+    strokes[25, 55:60] = 2
+    with pytest.warns(ObjectLabelWarning):
+        clf = ObjectClassifier(n_trees=5, seed=0).fit(raw, objects, strokes)
+    assert clf.n_training_objects_ == 2
 
 
 def test_csv_labels_by_id_and_class_name(tmp_path):

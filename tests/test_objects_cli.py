@@ -158,3 +158,50 @@ def test_list_features_and_help():
     assert res.exit_code == 0 and "Size in pixels" in res.output and "Convexity" in res.output
     res = _invoke("predict", "--help")
     assert "--export-source" in res.output and "resume" in res.output
+
+
+def test_channel_counts_classes_from_one(dataset, tmp_path):
+    """--channel is a class number as in label images and `quint run --object-channel`."""
+    two = tmp_path / "proba2"
+    for src in sorted((dataset / "proba").glob("*.h5")):
+        stain, _ = load_probabilities(src)
+        write_image(f"{two / src.name}/exported_data", np.concatenate([1 - stain, stain], -1), "yxc")
+    stain, _ = load_probabilities(dataset / "proba" / "brain_s001_Probabilities.h5")
+    both = np.concatenate([1 - stain, stain], -1)
+    for args, channel in (((), 1), (("--channel", "2"), 1), (("--channel", "1"), 0)):
+        out = tmp_path / f"thr{len(args)}{channel}"
+        res = _invoke("threshold", str(two), "-o", str(out), *args)
+        assert res.exit_code == 0, res.output
+        with h5py.File(out / "brain_s001_Object Identities.h5") as f:
+            np.testing.assert_array_equal(f["exported_data"][()][..., 0], threshold_objects(both, channel=channel))
+    res = _invoke("threshold", str(two), "-o", str(tmp_path / "x"), "--channel", "0")
+    assert res.exit_code == 2 and "0 is not in the range x>=1" in res.output
+    res = _invoke("threshold", str(two), "-o", str(tmp_path / "x"), "--channel", "3")
+    assert res.exit_code == 1 and "--channel 3 is out of range" in res.output and "classes 1..2" in res.output
+    # train stores the class it thresholded (0-based inside the model, as ilastik stores it)
+    model = tmp_path / "m.h5"
+    res = _invoke("train", "--raw", str(dataset / "sections"), "--proba", str(two),
+                  "--labels", str(dataset / "object_labels"), "-m", str(model), "--seed", "0")
+    assert res.exit_code == 0, res.output
+    from pyquint.objects import ObjectClassifier
+
+    assert ObjectClassifier.load(model).threshold["channel"] == 1
+
+
+def test_train_takes_the_majority_of_mixed_strokes(dataset, tmp_path):
+    labels_dir = tmp_path / "object_labels"
+    proba, _ = load_probabilities(dataset / "proba" / "brain_s001_Probabilities.h5")
+    objects = threshold_objects(proba)
+    for png in sorted((dataset / "object_labels").glob("*.png")):
+        lab = read_image(png)[0][..., 0].copy()
+        if png.stem == "brain_s001":
+            oid = int(np.bincount(objects.ravel())[1:].argmax()) + 1  # the largest object
+            pixels = np.argwhere(objects == oid)
+            lab[tuple(pixels[:6].T)] = 1
+            lab[tuple(pixels[-2:].T)] = 2
+        write_image(labels_dir / png.name, lab, "yx")
+    res = CliRunner().invoke(main, ["objects", "train", "--raw", str(dataset / "sections"), "--proba",
+                                    str(dataset / "proba"), "--labels", str(labels_dir), "-m",
+                                    str(tmp_path / "m.h5"), "--seed", "0"])
+    assert res.exit_code == 0, res.output
+    assert f"brain_s001.png: object {oid} at (y " in res.output and "taken as class 1" in res.output

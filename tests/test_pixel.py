@@ -124,7 +124,7 @@ def test_class_without_labels_gets_zero_channel():
     assert set(np.unique(clf.predict(image))) <= {1, 3}
 
 
-def test_save_load_round_trip(tmp_path, fitted, pc_ilp):
+def test_save_load_round_trip(tmp_path, fitted):
     clf, image, _, _ = fitted
     path = clf.save(tmp_path / "pixel.h5")
     loaded = PixelClassifier.load(path)
@@ -132,7 +132,11 @@ def test_save_load_round_trip(tmp_path, fitted, pc_ilp):
     assert np.array_equal(loaded.predict_proba(image), clf.predict_proba(image))
     assert loaded.class_names_ == clf.class_names_ and loaded.seed_ == 7
     assert loaded.feature_names_ == clf.feature_names_
-    # default colours are ilastik's: the same as a real project's LabelColors
+
+
+def test_default_colours_are_a_real_projects(tmp_path, fitted, pc_ilp):
+    """Default colours are ilastik's: the same as a real project's LabelColors."""
+    loaded = PixelClassifier.load(fitted[0].save(tmp_path / "pixel.h5"))
     with h5py.File(pc_ilp, "r") as f:
         ilp_colors = f["PixelClassification/LabelColors"][()].tolist()
     assert [list(c) for c in loaded.class_colors_] == ilp_colors

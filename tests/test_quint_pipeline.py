@@ -191,3 +191,77 @@ def test_probabilities_and_object_tables(sample, tmp_path):
     np.testing.assert_allclose(proba.sum(-1), 1, atol=1e-6)
     header = (out / "objects" / "brain_s001_table.csv").read_text().splitlines()[0]
     assert header.startswith("object_id,timestep,labelimage_oid,User Label,Predicted Class,Probability of label")
+
+
+def test_object_labels_checked_before_the_pixel_work(sample, tmp_path):
+    bad = tmp_path / "object_labels"
+    shutil.copytree(sample / "object_labels", bad)
+    lab = np.asarray(Image.open(bad / "brain_s002.png")).copy()
+    lab[5, 5] = 3
+    Image.fromarray(lab).save(bad / "brain_s002.png")
+    with pytest.raises(InputError, match=r"brain_s002.png: object label 3; use 1 = keep"):
+        run_quint(_config(sample, tmp_path / "o1", objects__labels=str(bad)))
+    assert not (tmp_path / "o1" / "pixel_model.h5").exists()  # stopped before training
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(bad / "brain_s002.png")
+    with pytest.raises(InputError, match=r"brain_s002.png: label image shape \(10, 10\)"):
+        run_quint(_config(sample, tmp_path / "o2", objects__labels=str(bad)))
+    assert not (tmp_path / "o2" / "pixel_model.h5").exists()
+
+
+def test_report_areas_objects_f1_basis_and_next_step(python_run, sample):
+    import csv as _csv
+
+    from pyquint.lut import load_lut
+    from pyquint.lut.nutil import legend_image
+
+    out = python_run.output_folder
+    rows = list(_csv.DictReader((out / "summary.csv").open()))
+    assert len(rows) == 3
+    for row, s in zip(rows, python_run.sections):
+        idx = np.asarray(Image.open(s.output))
+        background, stain = int(row["Background (class 1) px"]), int(row["Stain (class 2) px"])
+        # every class has its area (Background is not 0 although it is not coloured)
+        assert background > 0 and background + stain == idx.size
+        assert stain == np.count_nonzero(idx == 2) and int(row["index 0 (not coloured) px"]) == np.count_nonzero(idx == 0)
+        found, kept = int(row["objects found"]), int(row["objects kept"])
+        rejected_by_class = int(row["rejected: classified 'artefact'"])
+        assert found == kept + rejected_by_class and rejected_by_class > 0  # the streaks
+        assert int(row["rejected: size filter (10..1000000 px)"]) >= 0
+        assert kept == int(row["Stain objects (PyNutil)"]) == s.objects[2]
+    report = (out / "report.html").read_text()
+    assert "Next step in Nutil / PyNutil" in report and "<code>255,0,0</code>" in report
+    assert str((out / "segmentations").resolve()) in report
+    assert "Pixel F1 (Dice) of class 2 (Stain) in the written PNGs against the pixels equal to 1" in report
+    assert "Index 0 of the PNGs holds every pixel not coloured for Nutil: Background (class 1)" in report
+    assert "Pixel size: unknown" in report
+    # legend at least twice the CLI's default size, with the hex colour
+    small = legend_image(["Stain"], load_lut("glasbey"), [2])
+    with Image.open(out / "legend.png") as im:
+        assert im.width >= 2 * small.width and im.height >= 2 * small.height
+        assert tuple(np.asarray(im.convert("RGB"))[im.height // 2, 30]) == (255, 0, 0)
+    # overlays: the section with the segmentation drawn over it, objects outlined in their colour
+    for s in python_run.sections:
+        over = np.asarray(Image.open(out / "overlays" / s.output.name))
+        idx = np.asarray(Image.open(s.output))
+        raw = np.asarray(Image.open(sample / "sections" / s.output.name))
+        assert over.shape == idx.shape + (3,)
+        assert np.array_equal(over[idx == 0], np.stack([raw] * 3, -1)[idx == 0])
+        from scipy import ndimage as ndi
+
+        edge = (idx == 2) & ~ndi.binary_erosion(idx == 2, structure=ndi.generate_binary_structure(2, 1))
+        assert edge.any() and np.all(over[edge] == (255, 0, 0))
+
+
+def test_report_pixel_size(sample, tmp_path):
+    res = CliRunner().invoke(main, [
+        "quint", "run", "--sections", str(sample / "sections"), "--labels", str(sample / "labels"),
+        "--class-names", "Background,Stain", "--trees", "10", "--classes", "2", "--pixel-size", "2.5",
+        "--resize", "0.5", "-o", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert "Nutil-ready segmentations:" in res.output.splitlines()[-1] and "segmentations/" in res.output
+    report = (tmp_path / "o" / "report.html").read_text()
+    assert "Pixel size: 5 µm per segmentation pixel" in report
+    import csv as _csv
+
+    row = next(_csv.DictReader((tmp_path / "o" / "summary.csv").open()))
+    assert float(row["Stain mm²"]) == pytest.approx(int(row["Stain (class 2) px"]) * 25e-6, abs=1e-4)

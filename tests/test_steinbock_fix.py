@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from synth import make_legacy_case, write_imc_inputs
 
 from pyquint.cli import main
 from pyquint.errors import InputError
@@ -40,20 +41,32 @@ def dump_tool(sb_ref: Path):
     return module
 
 
-def _prepare(folder: Path, sb_ref: Path) -> Path:
-    shutil.copytree(sb_ref / "inputs", folder, dirs_exist_ok=True)
+def _prepare(folder: Path, sb_ref: Path | None = None) -> Path:
+    """`prepare` on steinbock's reference inputs (``sb_ref``) or on inputs made here."""
+    if sb_ref is not None:
+        shutil.copytree(sb_ref / "inputs", folder, dirs_exist_ok=True)
+    else:
+        write_imc_inputs(folder)
     prepare(folder / "img", folder / "panel.csv", folder / "pixel_classifier.ilp", crop_size=50, seed=123,
             img_out=folder / "ilastik_img", crop_out=folder / "ilastik_crops")
     return folder
 
 
 @pytest.fixture
-def native(tmp_path: Path, sb_ref: Path) -> Path:
-    return _prepare(tmp_path / "native", sb_ref)
+def native(tmp_path: Path) -> Path:
+    return _prepare(tmp_path / "native")
 
 
 @pytest.fixture
-def legacy(tmp_path: Path, sb_ref: Path) -> Path:
+def legacy(tmp_path: Path) -> Path:
+    """A legacy (pre-`fix`) training set built by the tests' own generator."""
+    folder = _prepare(tmp_path / "legacy")
+    make_legacy_case(folder)
+    return folder
+
+
+@pytest.fixture
+def legacy_ref(tmp_path: Path, sb_ref: Path) -> Path:
     """steinbock's legacy case, rebuilt with the reference generator script."""
     folder = _prepare(tmp_path / "legacy", sb_ref)
     argv = sys.argv
@@ -93,7 +106,8 @@ def _hashes(folder: Path) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- legacy case
-def test_legacy_fix_matches_steinbock_after_fix_listing(legacy: Path, sb_ref: Path, dump_tool) -> None:
+def test_legacy_fix_matches_steinbock_after_fix_listing(legacy_ref: Path, sb_ref: Path, dump_tool) -> None:
+    legacy = legacy_ref
     before = _listing(dump_tool, legacy)
     ref_before = _sections((sb_ref / "fix_legacy" / "before_fix_listing.txt").read_text())
     for name in ("pixel_classifier.ilp",):

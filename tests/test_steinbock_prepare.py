@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tifffile
 from click.testing import CliRunner
+from synth import write_imc_inputs
 
 from pyquint.cli import main
 from pyquint.errors import InputError
@@ -161,12 +162,17 @@ def test_project_matches_template_listing(prepared: Path, sb_ref: Path) -> None:
             assert p in f, p
 
 
-def test_rerun_gives_identical_h5_bytes(tmp_path: Path, sb_ref: Path, prepared: Path) -> None:
-    shutil.copytree(sb_ref / "inputs", tmp_path, dirs_exist_ok=True)
-    prepare(tmp_path / "img", tmp_path / "panel.csv", tmp_path / "pixel_classifier.ilp",
-            crop_size=50, seed=123, img_out=tmp_path / "ilastik_img", crop_out=tmp_path / "ilastik_crops")
-    for f in prepared.rglob("*.h5"):
-        assert _sha256(f) == _sha256(tmp_path / f.relative_to(prepared))
+def test_rerun_gives_identical_h5_bytes(tmp_path: Path) -> None:
+    runs = []
+    for name in ("first", "second"):
+        folder = write_imc_inputs(tmp_path / name)
+        prepare(folder / "img", folder / "panel.csv", folder / "pixel_classifier.ilp",
+                crop_size=50, seed=123, img_out=folder / "ilastik_img", crop_out=folder / "ilastik_crops")
+        runs.append(folder)
+    files = sorted(p.relative_to(runs[0]) for p in runs[0].rglob("*.h5"))
+    assert len(files) == 6  # 3 images + 3 crops
+    for rel in files:
+        assert _sha256(runs[0] / rel) == _sha256(runs[1] / rel), rel
 
 
 # --------------------------------------------------------------------------- arithmetic
@@ -199,8 +205,8 @@ def test_resize_matches_independent_bilinear_model() -> None:
     np.testing.assert_allclose(ours, _lerp_resize_x2(ch), rtol=1e-6, atol=1e-5)
 
 
-def test_mean_channel_is_mean_of_groups_not_of_channels(sb_ref: Path) -> None:
-    panel = read_panel(sb_ref / "inputs" / "panel.csv")
+def test_mean_channel_is_mean_of_groups_not_of_channels(tmp_path: Path) -> None:
+    panel = read_panel(write_imc_inputs(tmp_path) / "panel.csv")
     assert [r["channel"] for r in panel.rows] == ["Ch1", "Ch2", "Ch3", "Ch4", "Ch5"]  # keep=0 dropped
     groups = channel_groups(panel)
     np.testing.assert_array_equal(groups, [2, 1, 2, np.nan, 2])
@@ -226,9 +232,9 @@ def test_panel_without_groups_keeps_all_channels(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- bad input
 @pytest.fixture
-def inputs(tmp_path: Path, sb_ref: Path) -> Path:
-    shutil.copytree(sb_ref / "inputs", tmp_path, dirs_exist_ok=True)
-    return tmp_path
+def inputs(tmp_path: Path) -> Path:
+    """An IMC set made here (three 5 × 100 × 120 images and a panel), as steinbock's inputs."""
+    return write_imc_inputs(tmp_path)
 
 
 def _nothing_written(folder: Path) -> bool:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tifffile
 from click.testing import CliRunner
+from synth import write_imc_inputs
 
 from pyquint.cli import main
 from pyquint.errors import InputError
@@ -175,11 +176,10 @@ def test_tiles_give_the_whole_image_result(cells, monkeypatch) -> None:
 
 
 # --------------------------------------------------------------------------- bad input
-def test_project_without_labels(tmp_path: Path, reference_dir: Path) -> None:
-    ref = reference_dir / "steinbock" / "run_default"
-    shutil.copytree(ref / "ilastik_img", tmp_path / "ilastik_img")
-    with gzip.open(ref / "pixel_classifier.ilp.gz") as src, (tmp_path / "pixel_classifier.ilp").open("wb") as dst:
-        shutil.copyfileobj(src, dst)
+def test_project_without_labels(tmp_path: Path) -> None:
+    write_imc_inputs(tmp_path)
+    prepare(tmp_path / "img", tmp_path / "panel.csv", tmp_path / "pixel_classifier.ilp", crop_size=50,
+            img_out=tmp_path / "ilastik_img", crop_out=tmp_path / "ilastik_crops")
     with pytest.raises(InputError, match="has no labels"):
         run(tmp_path / "pixel_classifier.ilp", tmp_path / "ilastik_img", tmp_path / "out")
     result = CliRunner().invoke(main, ["steinbock", "run", "--ilp", str(tmp_path / "pixel_classifier.ilp"),
@@ -233,18 +233,19 @@ def test_run_on_steinbock_made_project(tmp_path: Path, reference_dir: Path) -> N
         assert levels[0] > levels[1] > levels[2], levels
 
 
-def test_stored_forest_is_used(pc_ilp: Path) -> None:
-    """A project trained by ilastik: its forest classifies its own labelled pixels."""
+def test_stored_forest_is_used(forested_ilp: Path) -> None:
+    """A project with a stored forest: that forest (not a retrain) classifies its labelled pixels."""
     from pyquint.ilastik.project import read_project
 
-    project = read_project(pc_ilp)
-    clf = SteinbockClassifier.from_project(pc_ilp, threads=2)
+    project = read_project(forested_ilp)
+    clf = SteinbockClassifier.from_project(forested_ilp, threads=2)
     assert clf.source == "stored forest" and clf.forest.n_features == 49
     image, _ = project.read_lane(0)
-    y0, y1, x0, x1 = 280, 800, 140, 710  # the labelled area plus the features' halo
-    region = image[y0:y1, x0:x1, 0][np.newaxis]
+    region = image.reshape(image.shape[:2])[np.newaxis]
     proba = clf.predict_proba(region, threads=2)
-    labels = project.label_image(0)[y0:y1, x0:x1, 0]
+    labels = project.label_image(0)[..., 0]
     mask = labels > 0
     agreement = (proba.argmax(-1) + 1)[mask] == labels[mask]
     assert agreement.mean() > 0.97
+
+

@@ -543,15 +543,15 @@ def test_cli_end_to_end(tmp_path, section, clf_exact, reference):
     assert again.exit_code != 0 and "exists" in again.output
 
 
-def test_cli_glasbey_lut_from_fiji_file(tmp_path, section, clf_exact, reference, reference_dir):
-    """--lut with Fiji's real glasbey.lut: an indexed PNG whose palette is that table."""
+def test_cli_glasbey_lut_from_fiji_file(tmp_path, section, clf_exact, reference, lut_files):
+    """--lut with a glasbey.lut text file as Fiji ships it: an indexed PNG whose palette is that table."""
     lut = pytest.importorskip("pyquint.lut")
     if not hasattr(lut, "load_lut"):
         pytest.skip("pyquint.lut.load_lut is not available yet")
     from pyquint.cli import main
 
     _, proba = reference
-    lut_file = reference_dir / "fiji-luts" / "glasbey.lut"
+    lut_file = lut_files / "glasbey.lut"
     table = np.asarray(lut.load_lut(str(lut_file)).table)
     clf_exact.save(tmp_path / "m.h5")
     np.save(tmp_path / "sec.npy", section.image)

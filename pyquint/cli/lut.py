@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 import click
+import numpy as np
 
 from ..errors import PyquintError
 
@@ -91,26 +92,53 @@ def cli() -> None:
               help="'python': Pillow, no Java. 'imagej': a real ImageJ via pyquint.imagej (same pixels).")
 @click.option("--check-names", is_flag=True,
               help="Stop before any work if an output name breaks Nutil's/PyNutil's rules (_s<digits> ids).")
+@click.option("--nutil-names", is_flag=True,
+              help="Name outputs so that Nutil accepts them: ilastik's '_Simple Segmentation' part "
+                   "dropped, spaces and dots -> '_' (brain_s001_Simple Segmentation.png -> brain_s001.png).")
+@click.option("--classes", default=None, metavar="C1,C2,...",
+              help="Colour only these label values; all others become index 0 (the LUT's first "
+                   "colour), e.g. --classes 1 for the cells of an Object Predictions image.")
 @_friendly
-def apply_cmd(images, lut_name, fiji, sets, rgb, out_dir, overwrite, engine, check_names) -> None:
+def apply_cmd(images, lut_name, fiji, sets, rgb, out_dir, overwrite, engine, check_names, nutil_names,
+              classes) -> None:
     """Colour label images (files or folders) with a LUT and write PNGs to --out.
 
     Labels must be 0..255 (uint8; 16-bit with small values is converted exactly, with a
     warning, where ImageJ would rescale). Outputs are written atomically and never over an
-    input; existing outputs are skipped unless --overwrite.
+    input; existing outputs are skipped unless --overwrite. Output names Nutil would refuse
+    get a warning before any work (--nutil-names fixes them, --check-names stops).
     """
     from ..batch import collect_inputs, guard_outputs, progress
     from ..io import split_h5_path
-    from ..lut import check_nutil_names, read_labels, write_lut, write_palette_png, write_rgb_png
+    from ..lut import (
+        check_nutil_names,
+        nutil_name,
+        read_labels,
+        write_lut,
+        write_palette_png,
+        write_rgb_png,
+    )
 
+    keep = _parse_classes(classes)
     inputs = collect_inputs(images, _SUFFIXES)
     out = Path(out_dir)
-    outputs = [out / (split_h5_path(p)[0].stem + ".png") for p in inputs]
+    stems = [split_h5_path(p)[0].stem for p in inputs]
+    outputs = [out / (nutil_name(s) if nutil_names else s + ".png") for s in stems]
+    if len(set(outputs)) < len(outputs):
+        seen: dict[Path, Path] = {}
+        for src, dst in zip(inputs, outputs):
+            if dst in seen:
+                raise click.ClickException(f"{seen[dst]} and {src} would both be written to {dst}")
+            seen[dst] = src
     guard_outputs(inputs, outputs)
-    if check_names:
-        problems = check_nutil_names(outputs, require_png=True)
-        if problems:
-            raise click.ClickException("output names Nutil cannot use:\n  " + "\n  ".join(problems))
+    problems = check_nutil_names(outputs, require_png=True)
+    if problems and check_names:
+        raise click.ClickException("output names Nutil cannot use:\n  " + "\n  ".join(problems))
+    for problem in problems:
+        click.echo(f"warning: {problem}", err=True)
+    if problems and not nutil_names:
+        click.echo("warning: Nutil will refuse these names; rerun with --nutil-names to write e.g. "
+                   f"{nutil_name(outputs[0].name)}", err=True)
     lut = _get_lut(lut_name, fiji, sets)
     todo = [(i, o) for i, o in zip(inputs, outputs) if overwrite or not o.exists()]
     skipped = len(inputs) - len(todo)
@@ -126,11 +154,17 @@ def apply_cmd(images, lut_name, fiji, sets, rgb, out_dir, overwrite, engine, che
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             for src, dst in progress(todo, desc="lut apply", total=len(todo)):
-                if imagej_apply is not None:
+                if imagej_apply is not None and keep is None:
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     imagej_apply(src, lut_path, dst)
                     continue
                 labels = read_labels(src)
+                if keep is not None:
+                    labels = np.where(np.isin(labels, keep), labels, 0).astype(labels.dtype)
+                if imagej_apply is not None:
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    imagej_apply(labels, lut_path, dst)
+                    continue
                 (write_rgb_png if rgb else write_palette_png)(dst, labels, lut)
         for w in {str(w.message) for w in caught}:
             click.echo(f"warning: {w}", err=True)
@@ -138,6 +172,19 @@ def apply_cmd(images, lut_name, fiji, sets, rgb, out_dir, overwrite, engine, che
         if tmpdir is not None:
             tmpdir.cleanup()
     click.echo(f"{len(todo)} written, {skipped} skipped (already there) -> {out}", err=True)
+
+
+def _parse_classes(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: comma-separated label values, e.g. 1 or 1,2",
+                                 param_hint="--classes") from None
+    if not values or any(not 1 <= v <= 255 for v in values):
+        raise click.BadParameter(f"{text!r}: label values 1..255", param_hint="--classes")
+    return values
 
 
 def _imagej_backend():

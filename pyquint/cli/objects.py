@@ -15,8 +15,10 @@ from ..errors import PyquintError
 from ..io import read_image, to_canonical
 
 _PROBA_SUFFIXES = ("_Probabilities", "_Object Identities", "_Simple Segmentation")
-THRESHOLD_DEFAULTS = {"channel": 0, "method": "simple", "threshold": 0.5, "high_threshold": 0.8,
-                      "core_channel": 0, "sigma": 1.0, "min_size": 10, "max_size": 1_000_000}
+# "channel"/"core_channel" are 0-based here and in model files (as ilastik stores them); the
+# command line counts classes from 1, as label values and `quint run --object-channel` do.
+THRESHOLD_DEFAULTS = {"channel": None, "method": "simple", "threshold": 0.5, "high_threshold": 0.8,
+                      "core_channel": None, "sigma": 1.0, "min_size": 10, "max_size": 1_000_000}
 
 
 def _threshold_options(defaults: bool) -> Callable:
@@ -28,8 +30,10 @@ def _threshold_options(defaults: bool) -> Callable:
 
     note = "" if defaults else " [default: the model's setting, else ilastik's]"
     opts = [
-        click.option("--channel", type=int, default=d("channel"), show_default=defaults,
-                     help="Probability channel to threshold (0-based: class 1 is channel 0)." + note),
+        click.option("--channel", type=click.IntRange(1), default=None,
+                     help="Class whose probability is thresholded, 1-based as label values "
+                          "(2 = Stain with --class-names Background,Stain) [default: "
+                          + ("the model's setting, else " if not defaults else "") + "the last class]."),
         click.option("--method", type=click.Choice(["simple", "hysteresis"]), default=d("method"),
                      show_default=defaults,
                      help="simple: p >= threshold. hysteresis: grow objects from cores "
@@ -38,8 +42,8 @@ def _threshold_options(defaults: bool) -> Callable:
                      help="Threshold in [0, 1], inclusive (QUINT's docs suggest 0.4)." + note),
         click.option("--high-threshold", type=float, default=d("high_threshold"), show_default=defaults,
                      help="Core threshold for hysteresis, in [0, 1]." + note),
-        click.option("--core-channel", type=int, default=d("core_channel"), show_default=defaults,
-                     help="Channel of the cores for hysteresis." + note),
+        click.option("--core-channel", type=click.IntRange(1), default=None,
+                     help="Class (1-based) of the cores for hysteresis [default: --channel]."),
         click.option("--sigma", type=str, default=None if not defaults else "1.0", show_default=defaults,
                      help="Gaussian smoothing sigma, one value or comma-separated per axis "
                           "(y,x or z,y,x); below 0.1 = no smoothing." + note),
@@ -58,8 +62,13 @@ def _threshold_options(defaults: bool) -> Callable:
 
 
 def _threshold_settings(stored: dict | None, **given: Any) -> dict[str, Any]:
+    """Settings for :func:`threshold_objects`; ``given`` holds the command line's values, whose
+    channels count from 1 (stored and returned channels count from 0, or are None = last)."""
     settings = dict(THRESHOLD_DEFAULTS)
     settings.update({k: v for k, v in (stored or {}).items() if k in THRESHOLD_DEFAULTS})
+    for key in ("channel", "core_channel"):
+        if given.get(key) is not None:
+            given[key] = given[key] - 1
     settings.update({k: v for k, v in given.items() if v is not None})
     sigma = settings["sigma"]
     if isinstance(sigma, str):
@@ -71,6 +80,22 @@ def _threshold_settings(stored: dict | None, **given: Any) -> dict[str, Any]:
         sigma = values[0] if len(values) == 1 else values
     settings["sigma"] = sigma
     return settings
+
+
+def resolve_channels(settings: dict, n_channels: int, source: object) -> dict[str, Any]:
+    """``settings`` with concrete 0-based channels for maps of ``n_channels`` (None = the last
+    class); a channel outside the maps is an error that counts classes from 1."""
+    out = dict(settings)
+    if out.get("channel") is None:
+        out["channel"] = n_channels - 1
+    if out.get("core_channel") is None:
+        out["core_channel"] = out["channel"]
+    for key, flag in (("channel", "--channel"), ("core_channel", "--core-channel")):
+        if not 0 <= int(out[key]) < n_channels:
+            raise PyquintError(
+                f"{source}: {flag} {int(out[key]) + 1} is out of range: the probability maps have "
+                f"{n_channels} channel(s), classes 1..{n_channels}")
+    return out
 
 
 def _spatial(sigma: Any, ndim: int) -> Any:
@@ -128,19 +153,22 @@ def _read_spatial(path: Path, shape: tuple[int, ...], what: str) -> np.ndarray:
 
 
 def _objects_for(raw: np.ndarray, raw_path: Path, proba_path: Path | None,
-                 objects_path: Path | None, settings: dict) -> np.ndarray:
+                 objects_path: Path | None, settings: dict) -> tuple[np.ndarray, dict]:
+    """Object labels of one image and the threshold settings used (channels resolved)."""
     from ..objects import load_probabilities, threshold_objects
 
     spatial = raw.shape[:-1]
     if objects_path is not None:
-        return _read_spatial(objects_path, spatial, "object label").astype(np.uint32)
+        return _read_spatial(objects_path, spatial, "object label").astype(np.uint32), settings
     proba, _ = load_probabilities(proba_path)
     if proba.shape[:-1] != spatial:
         raise PyquintError(f"{proba_path}: probability map of shape {proba.shape[:-1]} does not "
                            f"match the raw image {raw_path} of shape {spatial}")
+    settings = resolve_channels(settings, proba.shape[-1], proba_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return threshold_objects(proba, **{**settings, "sigma": _spatial(settings["sigma"], len(spatial))})
+        objects = threshold_objects(proba, **{**settings, "sigma": _spatial(settings["sigma"], len(spatial))})
+    return objects, settings
 
 
 def _run(f: Callable, *args: Any, **kwargs: Any) -> Any:
@@ -190,10 +218,11 @@ def threshold_cmd(proba: tuple[Path, ...], out: Path, fmt: str, overwrite: bool,
         from ..objects import load_probabilities, threshold_objects
 
         data, _ = _run(load_probabilities, src)
+        resolved = _run(resolve_channels, settings, data.shape[-1], src)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
             labels = _run(threshold_objects, data,
-                          **{**settings, "sigma": _spatial(settings["sigma"], data.ndim - 1)})
+                          **{**resolved, "sigma": _spatial(settings["sigma"], data.ndim - 1)})
         if caught:
             click.echo(f"warning: {src}: no objects found", err=True)
         _run(write_object_image, dst, "Object Identities", labels)
@@ -260,13 +289,14 @@ def train_cmd(raw, proba, objects_, labels_, model, features, class_names, trees
     for r, p, o, lab in progress(list(zip(raws, probas, objs, label_files)), "objects", len(raws)):
         image = _run(_read_raw, r)
         raw_data.append(image)
-        obj_data.append(_run(_objects_for, image, r, p, o, settings))
+        objects, used = _run(_objects_for, image, r, p, o, settings)
+        obj_data.append(objects)
         lab_data.append(lab if lab.suffix.lower() == ".csv"
-                        else _run(_read_spatial, lab, image.shape[:-1], "label"))
+                        else _labels_by_object(objects, _run(_read_spatial, lab, image.shape[:-1], "label"), lab))
     clf = ObjectClassifier(
         features=[f.strip() for f in features.split(",")] if features else None,
         n_trees=trees, seed=seed, class_names=tuple(c.strip() for c in class_names.split(",")),
-        threshold=settings if probas[0] is not None else None,
+        threshold=used if probas[0] is not None else None,
     )
     _run(clf.fit, raw_data, obj_data, lab_data)
     _run(clf.save, model)
@@ -332,7 +362,7 @@ def predict_cmd(raw, proba, objects_, model, out, sources, fmt, table, labels_, 
             skipped += 1
             continue
         image = _run(_read_raw, r)
-        objects = _run(_objects_for, image, r, p, o, settings)
+        objects, _ = _run(_objects_for, image, r, p, o, settings)
         if objects.max() == 0:
             click.echo(f"warning: {r}: no objects found; writing empty outputs", err=True)
         names = _table_features(clf.feature_names_) if table else clf.feature_names_
@@ -351,6 +381,21 @@ def predict_cmd(raw, proba, objects_, model, out, sources, fmt, table, labels_, 
             _run(write_table, outs[-1], feats, clf.class_names, classes, prob, user)
         done += 1
     click.echo(f"predicted {done} image(s), skipped {skipped} with existing outputs; output in {out}")
+
+
+def _labels_by_object(objects: np.ndarray, label_image: np.ndarray, source: Path) -> dict[int, int]:
+    """Object id -> class from painted labels; mixed objects are reported with the file name."""
+    from ..objects.classifier import ObjectLabelWarning, object_labels_from_image
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ObjectLabelWarning)
+        mapping = _run(object_labels_from_image, objects, label_image)
+    for w in caught:
+        if issubclass(w.category, ObjectLabelWarning):
+            click.echo(f"warning: {source}: {w.message}", err=True)
+        else:  # pragma: no cover - other warnings pass through unchanged
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return mapping
 
 
 def _table_features(model_features: Sequence[str]) -> list[str]:

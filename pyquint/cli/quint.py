@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
 
 import click
@@ -31,6 +33,7 @@ def cli() -> None:
 @click.option("--sections", help="Folder or glob of section images (input.sections).")
 @click.option("--resize", type=float, help="Downscale factor, e.g. 0.2 (input.resize).")
 @click.option("--axes", help="Axes of the section files, e.g. yxc (input.axes).")
+@click.option("--pixel-size", type=float, help="µm per pixel of the section files, for areas in mm² (input.pixel_size).")
 @click.option("--labels", help="Folder of training label images, same names as the sections (pixel.labels).")
 @click.option("--ilp", help="An ilastik Pixel Classification project instead of label images (pixel.ilp).")
 @click.option("--model", help="A saved pyquint pixel model instead of label images (pixel.model).")
@@ -58,6 +61,11 @@ def cli() -> None:
 @click.option("--overwrite", is_flag=True, default=None, help="Recompute sections whose output exists.")
 @click.option("--truth", type=click.Path(file_okay=False, path_type=Path),
               help="Ground-truth folder (same names) to report the pixel F1.")
+@click.option("--alignment", help="QuickNII/VisuAlign registration JSON: also count objects per atlas region "
+              "with PyNutil (pynutil.alignment; pip install 'pyquint[pynutil]').")
+@click.option("--atlas", help="With --alignment: a BrainGlobe atlas name (allen_mouse_25um) or a custom "
+              "annotation volume (.nrrd/.npy) with --atlas-labels.")
+@click.option("--atlas-labels", help="Labels CSV (idx, name, r, g, b) of a custom --atlas volume.")
 @click.option("--dry-run", is_flag=True, help="List what would be done and stop.")
 def run(config_file: Path | None, dry_run: bool, truth: Path | None, **flags) -> None:
     """Run the QUINT pipeline from CONFIG_FILE (TOML) and/or flags (flags win).
@@ -79,15 +87,33 @@ def run(config_file: Path | None, dry_run: bool, truth: Path | None, **flags) ->
             for section, out, status in plan(config):
                 click.echo(f"{status:14s} {section} -> {out}")
             return
-        result = run_quint(config, truth=truth)
+        with _warnings_as_messages():
+            result = run_quint(config, truth=truth)
     except PyquintError as exc:
         raise click.ClickException(str(exc)) from exc
     _echo_result(result)
 
 
+@contextlib.contextmanager
+def _warnings_as_messages():
+    """pyquint's own warnings (e.g. an object painted with two classes) as one 'warning:' line."""
+    with warnings.catch_warnings():
+        previous = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if category.__module__.startswith("pyquint"):
+                click.echo(f"warning: {message}", err=True)
+            else:
+                previous(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
 def _apply_flags(config, flags: dict) -> None:
     mapping = {
         "sections": ("input", "sections"), "resize": ("input", "resize"), "axes": ("input", "axes"),
+        "pixel_size": ("input", "pixel_size"),
         "labels": ("pixel", "labels"), "ilp": ("pixel", "ilp"), "model": ("pixel", "model"),
         "retrain": ("pixel", "retrain"), "features": ("pixel", "features"), "trees": ("pixel", "trees"),
         "seed": ("pixel", "seed"), "objects": ("objects", "enabled"),
@@ -101,6 +127,15 @@ def _apply_flags(config, flags: dict) -> None:
     for key, (section, attr) in mapping.items():
         if flags.get(key) is not None:
             setattr(getattr(config, section), attr, flags[key])
+    if flags.get("alignment"):
+        config.pynutil.alignment = flags["alignment"]
+    if flags.get("atlas"):
+        if Path(flags["atlas"]).suffix.lower() in (".nrrd", ".npy"):
+            config.pynutil.atlas_volume = flags["atlas"]
+        else:
+            config.pynutil.atlas = flags["atlas"]
+    if flags.get("atlas_labels"):
+        config.pynutil.atlas_labels = flags["atlas_labels"]
     if flags.get("class_names"):
         config.pixel.class_names = [n.strip() for n in flags["class_names"].split(",")]
     if flags.get("classes"):
@@ -119,6 +154,9 @@ def _echo_result(result) -> None:
     if result.mean_f1 is not None:
         click.echo(f"mean pixel F1 of the stained-cell class vs ground truth: {result.mean_f1:.3f}")
     click.echo(f"outputs in {result.output_folder}: " + ", ".join(p.name for p in result.files.values()))
+    seg = result.output_folder / "segmentations"
+    click.echo(f"Nutil-ready segmentations: {seg}/ ({len(result.sections)} PNG); "
+               f"open {result.files.get('report', result.output_folder / 'report.html')} for the next step")
 
 
 @click.command("demo")
@@ -127,20 +165,24 @@ def _echo_result(result) -> None:
 @click.option("--engine", type=click.Choice(["python", "imagej"]), default="python", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Recompute outputs that exist.")
 def demo(out: Path, engine: str, overwrite: bool) -> None:
-    """Run the QUINT pipeline on pyquint's bundled synthetic sections.
+    """Run the QUINT pipeline on pyquint's synthetic RGB brightfield DAB sections.
 
-    Writes the sample sections (stained cells + edge streaks of the same darkness) with their
-    sparse labels, trains a pixel classifier (ilastik's 49 features, 100 trees) and an object
-    classifier (cells vs streaks), colours the cells with Glasbey red (label 2) for Nutil, and
-    prints the pixel F1 of the stained-cell class against the generator's ground truth.
+    Writes the sample sections (as sample_data/: brown DAB cells on a haematoxylin
+    counterstain, edge staining and vessels as brown as the cells, a fold, bubbles, dust) with
+    their sparse labels to OUT/input/, trains a pixel classifier (ilastik's features, 100
+    trees) and an object classifier (cells vs artefacts), colours the cells Glasbey red
+    (label 2) for Nutil in OUT/segmentations/, and prints the pixel F1 of the stained-cell
+    class against the generator's ground truth.
     """
-    from ..data import write_sample_dataset
+    from ..data import write_rgb_sample_dataset
+    from ..sample_sections import PIXEL_SIZE_UM
     from ..workflows.config import QuintConfig
     from ..workflows.quint import run_quint
 
-    data = write_sample_dataset(out / "input", n_sections=3, seed=0)
+    data = write_rgb_sample_dataset(out / "input", "dab", n_sections=3, seed=0)
     config = QuintConfig(base_dir=Path.cwd())
     config.input.sections = str(data / "sections")
+    config.input.pixel_size = PIXEL_SIZE_UM
     config.pixel.labels = str(data / "labels")
     config.pixel.class_names = ["Background", "Stain"]
     config.objects.enabled = True
@@ -148,7 +190,7 @@ def demo(out: Path, engine: str, overwrite: bool) -> None:
     config.objects.labels = str(data / "object_labels")
     config.lut.name = "glasbey"
     config.lut.classes = [2]
-    config.output.folder = str(out / "quint")
+    config.output.folder = str(out)
     config.run.engine = engine
     config.run.overwrite = overwrite
     try:
@@ -156,4 +198,3 @@ def demo(out: Path, engine: str, overwrite: bool) -> None:
     except PyquintError as exc:
         raise click.ClickException(str(exc)) from exc
     _echo_result(result)
-    click.echo(f"open {result.files['report']} to look at the results")

@@ -28,7 +28,14 @@ from .glasbey import (
     median_cut_palette,
 )
 from .library import BUILTIN_LUTS, PYQUINT_LUT_DIR, builtin_lut, fiji_lut_dirs, find_lut, load_lut
-from .nutil import check_nutil_names, colour_table, legend_image, section_id, write_colour_table
+from .nutil import (
+    check_nutil_names,
+    colour_table,
+    legend_image,
+    nutil_name,
+    section_id,
+    write_colour_table,
+)
 
 __all__ = [
     "BUILTIN_LUTS",
@@ -42,6 +49,7 @@ __all__ = [
     "builtin_lut",
     "cam02ucs_from_srgb",
     "check_nutil_names",
+    "nutil_name",
     "colour_table",
     "farthest_point_palette",
     "fiji_lut_dirs",

@@ -23,6 +23,7 @@ from .formats import Lut
 
 __all__ = [
     "check_nutil_names",
+    "nutil_name",
     "colour_table",
     "legend_image",
     "section_id",
@@ -104,6 +105,30 @@ def check_nutil_names(paths: Iterable[str | os.PathLike], *, require_png: bool =
         else:
             seen[number] = name
     return problems
+
+
+#: ilastik's export name parts ("{nickname}_{result_type}"), dropped by :func:`nutil_name`.
+ILASTIK_RESULT_TYPES = ("Simple Segmentation", "Object Predictions", "Object Identities",
+                        "Object Probabilities", "Probabilities", "Uncertainty", "Labels", "Features")
+
+
+def nutil_name(name: str | os.PathLike, suffix: str = ".png") -> str:
+    """A file name Nutil and PyNutil accept, derived from ``name`` (the ``_sXXX`` id kept).
+
+    ilastik's result-type part is dropped (``brain_s001_Simple Segmentation.png`` ->
+    ``brain_s001.png``), then spaces and dots become ``_``. Names that are fine stay as they
+    are (with ``suffix``). A name without a section id stays without one:
+    :func:`check_nutil_names` still reports it.
+    """
+    path = Path(name)
+    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    for kind in ILASTIK_RESULT_TYPES:
+        for sep in ("_", " ", "-"):
+            if stem.endswith(sep + kind):
+                stem = stem[: -len(kind) - 1]
+                break
+    stem = re.sub(r"[ .]+", "_", stem).strip("_") or "section"
+    return stem + suffix
 
 
 # --------------------------------------------------------------------------- colour tables
@@ -196,20 +221,27 @@ def legend_image(
     classes: Sequence[int] | None = None,
     *,
     swatch: int = 24,
+    font_size: int | None = None,
+    show_hex: bool = False,
 ):
     """A legend picture: one row per class with its colour swatch, name and ``R,G,B``.
 
     Returns a Pillow RGB image (save it with ``.save("legend.png")``). Text uses Pillow's
-    default font, so no font files are needed.
+    default font (its scalable form at ``font_size`` points when given), so no font files
+    are needed; ``show_hex`` adds the ``#rrggbb`` form of the colour.
     """
     from PIL import Image, ImageDraw, ImageFont
 
     items = _class_items(lut, classes, class_names)
-    font = ImageFont.load_default()
-    labels = [f"{c}  {name}   R,G,B = {','.join(str(v) for v in lut.color(c))}" for c, name in items]
+    font = ImageFont.load_default() if font_size is None else ImageFont.load_default(size=font_size)
+    labels = []
+    for c, name in items:
+        r, g, b = (int(v) for v in lut.color(c))
+        text = f"{c}  {name}   R,G,B = {r},{g},{b}"
+        labels.append(text + (f"   #{r:02x}{g:02x}{b:02x}" if show_hex else ""))
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     text_w = max((probe.textbbox((0, 0), t, font=font)[2] for t in labels), default=0)
-    pad = 6
+    pad = max(6, swatch // 4)
     width = pad * 3 + swatch + int(text_w)
     height = pad + len(items) * (swatch + pad)
     image = Image.new("RGB", (max(width, 1), max(height, 1)), (255, 255, 255))

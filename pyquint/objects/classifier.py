@@ -26,18 +26,25 @@ from .features import (
     resolve_features,
 )
 
-__all__ = ["ObjectClassifier", "object_labels_from_image", "read_object_label_table"]
+__all__ = ["ObjectClassifier", "ObjectLabelWarning", "object_labels_from_image", "read_object_label_table"]
 
 ObjectLabels = np.ndarray | Mapping[int, int | str] | str | os.PathLike
 _ID_COLUMNS = ("labelimage_oid", "id", "object")
 _CLASS_COLUMNS = ("class", "user label", "label")
 
 
+class ObjectLabelWarning(UserWarning):
+    """Labelled pixels of several classes in one object: the majority class was taken."""
+
+
 def object_labels_from_image(objects: np.ndarray, label_image: np.ndarray) -> dict[int, int]:
     """Object id -> class from labelled pixels (ilastik: a click inside an object labels it).
 
-    Pixels labelled 0 are unlabelled; labelled pixels on the background are ignored.
-    Conflicting labels inside one object raise :class:`~pyquint.errors.InputError`.
+    Pixels labelled 0 are unlabelled; labelled pixels on the background are ignored. Users
+    paint strokes rather than click, so one thresholded object may hold strokes of two
+    classes (e.g. a cell touching edge staining): the class with the most labelled pixels in
+    the object wins and an :class:`ObjectLabelWarning` names the object and its position. A
+    tie cannot be decided and raises :class:`~pyquint.errors.InputError`.
     """
     objects = np.asarray(objects)
     label_image = np.asarray(label_image)
@@ -49,19 +56,45 @@ def object_labels_from_image(objects: np.ndarray, label_image: np.ndarray) -> di
     if label_image.dtype.kind not in "iub":
         raise InputError(f"object label image must hold integers, not {label_image.dtype}")
     hit = (label_image > 0) & (objects > 0)
-    pairs = np.unique(np.stack([objects[hit].astype(np.int64), label_image[hit].astype(np.int64)]),
-                      axis=1)
-    ids, counts = np.unique(pairs[0], return_counts=True)
-    conflicts = ids[counts > 1]
-    if conflicts.size:
-        first = int(conflicts[0])
-        classes = sorted(int(c) for c in pairs[1][pairs[0] == first])
-        raise InputError(
-            f"conflicting labels: object {first} holds pixels labelled {classes}"
-            + (f" (and {conflicts.size - 1} more objects)" if conflicts.size > 1 else "")
-            + "; give each object one class"
-        )
-    return {int(i): int(c) for i, c in zip(pairs[0], pairs[1])}
+    pairs, counts = np.unique(np.stack([objects[hit].astype(np.int64), label_image[hit].astype(np.int64)]),
+                              axis=1, return_counts=True)
+    mapping: dict[int, int] = {}
+    mixed: list[tuple[int, dict[int, int]]] = []
+    for oid in np.unique(pairs[0]):
+        here = pairs[0] == oid
+        votes = {int(c): int(n) for c, n in zip(pairs[1][here], counts[here])}
+        best = max(votes.values())
+        winners = sorted(c for c, n in votes.items() if n == best)
+        if len(winners) > 1:
+            raise InputError(
+                f"conflicting labels: object {int(oid)} holds pixels labelled {sorted(votes)} "
+                f"({_votes_text(votes)}: a tie){_where(objects, int(oid))}; give each object one class"
+            )
+        mapping[int(oid)] = winners[0]
+        if len(votes) > 1:
+            mixed.append((int(oid), votes))
+    for oid, votes in mixed[:10]:
+        warnings.warn(
+            f"object {oid}{_where(objects, oid)} holds labelled pixels of classes {sorted(votes)} "
+            f"({_votes_text(votes)}): taken as class {mapping[oid]}, the majority",
+            ObjectLabelWarning, stacklevel=2)
+    if len(mixed) > 10:
+        warnings.warn(f"{len(mixed) - 10} more objects hold labelled pixels of several classes",
+                      ObjectLabelWarning, stacklevel=2)
+    return mapping
+
+
+def _votes_text(votes: dict[int, int]) -> str:
+    return ", ".join(f"class {c}: {n} px" for c, n in sorted(votes.items()))
+
+
+def _where(objects: np.ndarray, oid: int) -> str:
+    """' at (y, x)' (or z, y, x): the object's centre, rounded, so the user can find it."""
+    centre = np.rint(np.argwhere(objects == oid).mean(axis=0)).astype(int)
+    axes = "zyx"[-objects.ndim:] if objects.ndim <= 3 else None
+    if axes is None:
+        return f" at {tuple(centre.tolist())}"
+    return " at (" + ", ".join(f"{a} {v}" for a, v in zip(axes, centre.tolist())) + ")"
 
 
 def read_object_label_table(path: str | os.PathLike) -> dict[int, int | str]:

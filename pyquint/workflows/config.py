@@ -6,6 +6,7 @@ Example ``quint.toml`` (every key is optional except ``input.sections`` and a tr
     sections = "sections/"        # a folder or a glob such as "sections/*_s*.png"
     resize = 0.2                  # downscale factor (QUINT suggests 0.1-0.2); omit for none
     axes = "yxc"                  # override the axes of the section files
+    pixel_size = 1.0              # µm per pixel of the files (report areas in mm²); optional
 
     [pixel]
     labels = "labels/"            # training label images (0 unlabelled, 1..N), matched by name
@@ -40,6 +41,11 @@ Example ``quint.toml`` (every key is optional except ``input.sections`` and a tr
     workers = 1
     overwrite = false
 
+    [pynutil]                     # optional: per-region counts with PyNutil (pip install 'pyquint[pynutil]')
+    alignment = "registration.json"   # QuickNII/VisuAlign JSON of these sections
+    atlas = "allen_mouse_25um"        # a BrainGlobe atlas, or:
+    # atlas_volume = "annotation.nrrd"  and  atlas_labels = "labels.csv" (idx, name, r, g, b)
+
 Unknown sections or keys are errors that name them (a typo must not be silently ignored).
 """
 
@@ -60,6 +66,7 @@ __all__ = [
     "ObjectsConfig",
     "OutputConfig",
     "PixelConfig",
+    "PynutilConfig",
     "QuintConfig",
     "RunConfig",
     "load_config",
@@ -71,6 +78,7 @@ class InputConfig:
     sections: str = ""
     resize: float | None = None
     axes: str | None = None
+    pixel_size: float | None = None  # µm per pixel of the section files (before resize)
 
 
 @dataclass
@@ -124,6 +132,15 @@ class RunConfig:
 
 
 @dataclass
+class PynutilConfig:
+    alignment: str | None = None     # QuickNII/VisuAlign registration JSON: turns the step on
+    atlas: str | None = None         # a BrainGlobe atlas name, e.g. "allen_mouse_25um"
+    atlas_volume: str | None = None  # ...or a custom annotation volume (.nrrd or .npy)
+    atlas_labels: str | None = None  # ...with its labels CSV (idx, name, r, g, b)
+    object_cutoff: int = 0           # PyNutil's smallest object, in pixels
+
+
+@dataclass
 class QuintConfig:
     """Everything one QUINT run needs; build it with :func:`load_config` or directly."""
 
@@ -133,6 +150,7 @@ class QuintConfig:
     lut: LutConfig = field(default_factory=LutConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    pynutil: PynutilConfig = field(default_factory=PynutilConfig)
     base_dir: Path = field(default_factory=Path.cwd)
 
     def resolve(self, path: str | None) -> Path | None:
@@ -154,6 +172,8 @@ class QuintConfig:
             raise InputError("input.sections is required (a folder or a glob of section images)")
         if self.input.resize is not None and not (0 < self.input.resize <= 1):
             raise InputError(f"input.resize must be in (0, 1], got {self.input.resize}")
+        if self.input.pixel_size is not None and not self.input.pixel_size > 0:
+            raise InputError(f"input.pixel_size must be a positive number of µm, got {self.input.pixel_size}")
         sources = [k for k in ("labels", "ilp", "model") if getattr(self.pixel, k)]
         if len(sources) != 1:
             raise InputError(
@@ -187,6 +207,7 @@ _SECTIONS = {
     "lut": LutConfig,
     "output": OutputConfig,
     "run": RunConfig,
+    "pynutil": PynutilConfig,
 }
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "count_colour_objects",
     "file_sha256",
     "make_montage",
+    "overlay",
     "pixel_f1",
     "provenance",
     "read_png_rgb",
@@ -122,12 +123,32 @@ def _to_rgb_thumbnail(image: np.ndarray, height: int) -> np.ndarray:
     return np.asarray(im.resize((width, height), Image.Resampling.BILINEAR))
 
 
-def make_montage(rows: Sequence[tuple[str, np.ndarray, np.ndarray]], height: int = 160) -> np.ndarray:
-    """A QC montage: for each section its name, the raw image and the coloured segmentation.
+def overlay(raw: np.ndarray, seg_rgb: np.ndarray, coloured: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    """The segmentation drawn over the section: coloured pixels blended in, outlined.
 
     Parameters
     ----------
-    rows : sequence of (name, raw image, RGB segmentation)
+    raw : (H, W[, C]) image
+    seg_rgb : (H, W, 3) uint8, the written segmentation as RGB
+    coloured : (H, W) bool, the pixels that carry a class colour (not index 0)
+    alpha : float
+        Weight of the segmentation colour inside objects; their 1-pixel outline is opaque.
+    """
+    base = _to_rgb_thumbnail(raw, raw.shape[0]).astype(np.float64)
+    out = base.copy()
+    out[coloured] = (1 - alpha) * base[coloured] + alpha * seg_rgb[coloured]
+    edge = coloured & ~ndi.binary_erosion(coloured, structure=_FOUR_CONNECTED)
+    out[edge] = seg_rgb[edge]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def make_montage(rows: Sequence[tuple], height: int = 160) -> np.ndarray:
+    """A QC montage: for each section its name, the raw image, the coloured segmentation and,
+    when given, the segmentation drawn over the section.
+
+    Parameters
+    ----------
+    rows : sequence of (name, raw image, RGB segmentation[, RGB overlay])
     height : int
         Height of each thumbnail in pixels.
 
@@ -139,13 +160,18 @@ def make_montage(rows: Sequence[tuple[str, np.ndarray, np.ndarray]], height: int
 
     caption = 14
     tiles = []
-    for name, raw, seg in rows:
-        left, right = _to_rgb_thumbnail(raw, height), _to_rgb_thumbnail(seg, height)
+    for name, raw, seg, *rest in rows:
+        panels = [_to_rgb_thumbnail(raw, height), _to_rgb_thumbnail(seg, height)]
+        panels += [_to_rgb_thumbnail(rest[0], height)] if rest else []
         gap = np.full((height, 6, 3), 255, np.uint8)
-        body = np.concatenate([left, gap, right], axis=1)
+        parts = [panels[0]]
+        for p in panels[1:]:
+            parts += [gap, p]
+        body = np.concatenate(parts, axis=1)
         canvas = Image.new("RGB", (body.shape[1], height + caption), "white")
         canvas.paste(Image.fromarray(body), (0, caption))
-        ImageDraw.Draw(canvas).text((2, 1), f"{name}: raw | segmentation", fill=(0, 0, 0))
+        what = "raw | segmentation" + (" | overlay" if rest else "")
+        ImageDraw.Draw(canvas).text((2, 1), f"{name}: {what}", fill=(0, 0, 0))
         tiles.append(np.asarray(canvas))
     if not tiles:
         return np.full((height, height, 3), 255, np.uint8)
@@ -187,8 +213,13 @@ def _png_data_uri(rgb: np.ndarray) -> str:
 
 
 def write_report(path: str | os.PathLike, title: str, table: Sequence[dict], montage: np.ndarray,
-                 legend: np.ndarray | None, parameters: dict) -> Path:
-    """Write a small self-contained HTML report (images embedded) atomically."""
+                 legend: np.ndarray | None, parameters: dict, *, intro_html: str = "",
+                 after_table_html: str = "") -> Path:
+    """Write a small self-contained HTML report (images embedded) atomically.
+
+    ``intro_html`` goes above the table and ``after_table_html`` below it (already-escaped
+    HTML built by the caller, e.g. the next-step box and notes on the columns).
+    """
     from ..io import atomic_output
 
     columns: list[str] = []
@@ -204,9 +235,13 @@ def write_report(path: str | os.PathLike, title: str, table: Sequence[dict], mon
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #bbb;padding:3px 8px;text-align:right}} th{{background:#eee}}
-pre{{background:#f6f6f6;padding:1em}}</style></head><body>
+pre{{background:#f6f6f6;padding:1em}}
+.next{{border:2px solid #c00;background:#fff6f6;padding:0.5em 1.5em;max-width:60em}}
+.next code{{font-size:120%;background:#fff;padding:0 4px}}</style></head><body>
 <h1>{html.escape(title)}</h1>
+{intro_html}
 <h2>Sections</h2><table><tr>{head}</tr>{body}</table>
+{after_table_html}
 {legend_html}
 <h2>QC montage</h2><img src="{_png_data_uri(montage)}" alt="QC montage">
 <h2>Parameters</h2><pre>{html.escape(json.dumps(parameters, indent=2, default=str))}</pre>

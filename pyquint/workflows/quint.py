@@ -26,7 +26,6 @@ Sections whose PNG already exists are not recomputed (resume) unless ``run.overw
 
 from __future__ import annotations
 
-import csv
 import glob
 import json
 import os
@@ -38,7 +37,7 @@ import numpy as np
 
 from ..batch import guard_outputs, progress
 from ..errors import InputError
-from ..io import IMAGE_SUFFIXES, atomic_output, read_image, to_canonical, write_image
+from ..io import IMAGE_SUFFIXES, read_image, to_canonical, write_image
 from . import qc
 from .config import QuintConfig
 
@@ -61,6 +60,9 @@ class SectionResult:
     pynutil_pixels: dict[int, int]
     f1: float | None = None
     resumed: bool = False
+    index0_pixels: int = 0                 # pixels written as index 0 (classes not coloured)
+    objects_found: int | None = None       # thresholded objects that passed the size filter
+    objects_rejected: dict[str, int] = field(default_factory=dict)  # reason -> objects dropped
 
 
 @dataclass
@@ -70,6 +72,8 @@ class QuintResult:
     output_folder: Path
     sections: list[SectionResult] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
+    regions: list[dict] | None = None      # PyNutil's per-region counts, when that step ran
+    region_class: int | None = None        # the class PyNutil counted
 
     @property
     def mean_f1(self) -> float | None:
@@ -245,7 +249,7 @@ def _object_model(config: QuintConfig, sections: list[Path], pixel_clf, out_dir:
         proba = pixel_clf.predict_proba(image)
         raws.append(image)
         objects.append(_threshold(proba, o))
-        labels.append(_load_labels(label_path, image.shape[:2], config))
+        labels.append(_object_labels(objects[-1], _load_labels(label_path, image.shape[:2], config), label_path))
     clf = ObjectClassifier(n_trees=o.trees, seed=o.seed)
     clf.fit(raws, objects, labels)
     path = out_dir / "object_model.h5"
@@ -253,13 +257,62 @@ def _object_model(config: QuintConfig, sections: list[Path], pixel_clf, out_dir:
     return clf, path
 
 
-def _threshold(proba: np.ndarray, o) -> np.ndarray:
+def _object_labels(objects: np.ndarray, label_image: np.ndarray, source: Path) -> dict[int, int]:
+    """Object id -> class from painted object labels; an object holding strokes of two classes
+    takes the majority class, with a warning that names the file, the object and its position."""
+    import warnings
+
+    from ..objects.classifier import ObjectLabelWarning, object_labels_from_image
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ObjectLabelWarning)
+        try:
+            mapping = object_labels_from_image(objects, label_image)
+        except InputError as exc:
+            raise InputError(f"{source}: {exc}") from None
+    for w in caught:
+        warnings.warn(f"{source}: {w.message}", w.category, stacklevel=2)
+    return mapping
+
+
+def _precheck_object_labels(config: QuintConfig, sections: list[Path]) -> None:
+    """What can be checked of the object labels before the pixel work: every file matches a
+    section and has its size, holds integers, and uses only classes 1 (keep) and 2 (artefact)."""
+    o = config.objects
+    if not (o.enabled and o.labels and not o.model):
+        return
+    if o.keep_class not in (1, 2):
+        raise InputError(f"objects.keep_class {o.keep_class}: the object classes are 1 (keep) and 2 (artefact)")
+    matched = _match_by_name(sections, config.resolve(o.labels), "objects.labels")
+    labelled = 0
+    for section, label_path in matched.items():
+        labels = _load_labels(label_path, _shape_of(section, config), config)
+        if labels.dtype.kind not in "iub":
+            raise InputError(f"{label_path}: object labels must be integers, not {labels.dtype}")
+        top = int(labels.max()) if labels.size else 0
+        if top > 2:
+            raise InputError(f"{label_path}: object label {top}; use 1 = keep (cell), 2 = artefact, 0 = unlabelled")
+        labelled += int(np.count_nonzero(labels))
+    if not labelled:
+        raise InputError(f"objects.labels: no labelled pixels in {config.resolve(o.labels)}")
+
+
+def _shape_of(section: Path, config: QuintConfig) -> tuple[int, int]:
+    data, axes = read_image(section, axes=config.input.axes)
+    h, w = to_canonical(data, axes)[0].shape[:2]
+    if config.input.resize is not None and config.input.resize != 1:
+        return max(1, round(h * config.input.resize)), max(1, round(w * config.input.resize))
+    return h, w
+
+
+def _threshold(proba: np.ndarray, o, *, size_filter: bool = True) -> np.ndarray:
     from ..objects import threshold_objects
 
     if o.channel > proba.shape[-1]:
         raise InputError(f"objects.channel {o.channel} is larger than the number of classes {proba.shape[-1]}")
+    sizes = dict(min_size=o.min_size, max_size=o.max_size) if size_filter else dict(min_size=0, max_size=2**62)
     return threshold_objects(proba, channel=o.channel - 1, threshold=o.threshold,
-                             sigma=(o.sigma, o.sigma), min_size=o.min_size, max_size=o.max_size)
+                             sigma=(o.sigma, o.sigma), **sizes)
 
 
 @dataclass
@@ -271,6 +324,7 @@ class _Segmented:
     object_features: dict | None = None
     object_classes: np.ndarray | None = None
     object_proba: np.ndarray | None = None
+    rejected: dict[str, int] = field(default_factory=dict)
 
 
 def _segment(image: np.ndarray, pixel_clf, object_clf, config: QuintConfig) -> _Segmented:
@@ -286,12 +340,17 @@ def _segment(image: np.ndarray, pixel_clf, object_clf, config: QuintConfig) -> _
         return _Segmented(segmentation, proba)
     objects = _threshold(proba, o)
     result = _Segmented(segmentation, proba, objects=objects)
+    unfiltered = int(_threshold(proba, o, size_filter=False).max())
+    result.rejected[f"size filter ({o.min_size}..{o.max_size} px)"] = unfiltered - int(objects.max())
     if object_clf is not None and objects.max() > 0:
         result.object_features = object_clf.compute_features(image, objects)
         result.object_proba = object_clf.predict_proba_features(result.object_features)
         result.object_classes = 1 + np.argmax(result.object_proba, axis=1)
         keep_ids = np.flatnonzero(result.object_classes == o.keep_class) + 1
         kept = np.isin(objects, keep_ids)
+        for k, name in enumerate(object_clf.class_names, start=1):
+            if k != o.keep_class:
+                result.rejected[f"classified '{name}'"] = int(np.count_nonzero(result.object_classes == k))
     else:
         kept = objects > 0
     # Stain that is not a kept object becomes the first class (background); kept objects
@@ -381,6 +440,10 @@ def run_quint(config: QuintConfig, *, truth: str | os.PathLike | None = None, tr
     if len(set(channel_counts.values())) > 1:
         raise InputError(f"sections have different channel counts: {channel_counts}")
 
+    _precheck_object_labels(config, sections)  # before the long pixel work
+    from .pynutil_step import check_pynutil_inputs
+
+    check_pynutil_inputs(config.pynutil, config.resolve)
     pixel_clf, class_names, pixel_model_path = _pixel_model(config, sections, out_dir)
     n_classes = len(class_names)
     object_clf, object_model_path = _object_model(config, sections, pixel_clf, out_dir)
@@ -398,9 +461,11 @@ def run_quint(config: QuintConfig, *, truth: str | os.PathLike | None = None, tr
         out = outputs[section]
         image = _load_section(section, config)
         resumed = out.exists() and not config.run.overwrite
+        found, rejected = None, {}
         if resumed:
             indices = read_image(out)[0][..., 0]
             own = {c: _count_objects(indices == c) for c in coloured}
+            classes_seen = indices  # only the coloured classes are known from the PNG
         else:
             seg = _segment(image, pixel_clf, object_clf, config)
             _write_extras(section, seg, object_clf, config, out_dir)
@@ -408,8 +473,13 @@ def run_quint(config: QuintConfig, *, truth: str | os.PathLike | None = None, tr
             _write_png(indices, lut, out, config, lut_file)
             own = {c: (int(seg.kept.max()) if seg.kept is not None and c == config.objects.channel
                        else _count_objects(indices == c)) for c in coloured}
+            classes_seen = seg.segmentation
+            if seg.objects is not None:
+                found, rejected = int(seg.objects.max()), seg.rejected
         rgb = qc.read_png_rgb(out)
-        pixels = {c: int(np.count_nonzero(indices == c)) for c in range(1, n_classes + 1)}
+        write_image(out_dir / "overlays" / out.name, qc.overlay(image, rgb, indices > 0), "yxc")
+        pixels = {c: int(np.count_nonzero(classes_seen == c)) for c in range(1, n_classes + 1)
+                  if not resumed or c in coloured}
         nutil, pynutil = {}, {}
         for c in coloured:
             colour = tuple(int(v) for v in lut.table[c])
@@ -422,72 +492,37 @@ def run_quint(config: QuintConfig, *, truth: str | os.PathLike | None = None, tr
         return SectionResult(section.stem, out, pixels, own,
                              {c: v.objects for c, v in nutil.items()}, {c: v.pixels for c, v in nutil.items()},
                              {c: v.objects for c, v in pynutil.items()}, {c: v.pixels for c, v in pynutil.items()},
-                             f1, resumed)
+                             f1, resumed, int(np.count_nonzero(indices == 0)), found, rejected)
 
     result = QuintResult(out_dir)
     with ThreadPoolExecutor(max_workers=config.run.workers) as pool:
         result.sections = list(progress(pool.map(process, sections), "segmenting sections", len(sections)))
 
-    _write_run_outputs(result, config, sections, class_names, coloured, lut, n_classes,
-                       [p for p in (pixel_model_path, object_model_path) if p is not None])
+    from .report import write_run_outputs
+
+    if config.pynutil.alignment:
+        _pynutil_counts(result, config, lut, coloured)
+
+    write_run_outputs(result, config, sections, class_names, coloured, lut, n_classes,
+                      [p for p in (pixel_model_path, object_model_path) if p is not None],
+                      truth_dir=truth_dir, truth_value=truth_value, evaluate_class=evaluate_class)
     return result
+
+
+def _pynutil_counts(result: QuintResult, config: QuintConfig, lut, coloured: list[int]) -> None:
+    """PyNutil's per-region counts of the object colour, into ``pynutil/region_counts.csv``."""
+    from .pynutil_step import region_counts
+    from .report import _write_csv
+
+    cls = config.objects.channel if config.objects.enabled and config.objects.channel in coloured else coloured[-1]
+    r, g, b = (int(v) for v in lut.table[cls])
+    rows = region_counts(result.output_folder / SEGMENTATION_DIR, config.pynutil, config.resolve, (b, g, r))
+    result.regions = rows
+    result.region_class = cls
+    result.files["region_counts"] = _write_csv(result.output_folder / "pynutil" / "region_counts.csv", rows)
 
 
 def _count_objects(mask: np.ndarray) -> int:
     from scipy import ndimage as ndi
 
     return int(ndi.label(mask, structure=ndi.generate_binary_structure(2, 1))[1])
-
-
-def _write_run_outputs(result: QuintResult, config: QuintConfig, sections: list[Path], class_names: list[str],
-                       coloured: list[int], lut, n_classes: int, models: list[Path]) -> None:
-    from ..lut import colour_table, legend_image, write_colour_table
-
-    out_dir = result.output_folder
-    names = {c: class_names[c - 1] if c - 1 < len(class_names) else f"class {c}" for c in coloured}
-    legend = np.asarray(legend_image([names[c] for c in coloured], lut, coloured).convert("RGB"))
-    result.files["legend"] = write_image(out_dir / "legend.png", legend, "yxc")
-    rows = colour_table(lut, classes=coloured, class_names=[names[c] for c in coloured])
-    result.files["nutil_colours"] = write_colour_table(out_dir / "nutil_colours.csv", rows)
-
-    summary = []
-    for s in result.sections:
-        row: dict[str, object] = {"section": s.name}
-        for c in range(1, n_classes + 1):
-            row[f"{class_names[c - 1] if c - 1 < len(class_names) else c} pixels"] = s.class_pixels.get(c, 0)
-        for c in coloured:
-            row[f"{names[c]} objects (pyquint)"] = s.objects[c]
-            row[f"{names[c]} objects (PyNutil)"] = s.pynutil_objects[c]
-            row[f"{names[c]} objects (Nutil ±2)"] = s.nutil_objects[c]
-        if s.f1 is not None:
-            row["pixel F1"] = round(s.f1, 4)
-        row["resumed"] = s.resumed
-        summary.append(row)
-    result.files["summary"] = _write_csv(out_dir / "summary.csv", summary)
-
-    rows_for_montage = []
-    for section, s in zip(sections, result.sections):
-        rows_for_montage.append((s.name, _load_section(section, config), qc.read_png_rgb(s.output)))
-    montage = qc.make_montage(rows_for_montage)
-    result.files["montage"] = write_image(out_dir / "qc_montage.png", montage, "yxc")
-    parameters = config.to_dict()
-    result.files["report"] = qc.write_report(out_dir / "report.html", "pyquint QUINT segmentation report",
-                                             summary, montage, legend, parameters)
-    prov = qc.provenance(parameters, sections, models[0] if models else None,
-                         extra={"models": {str(p): qc.file_sha256(p) for p in models},
-                                "seeds": {"pixel": config.pixel.seed, "objects": config.objects.seed}})
-    path = out_dir / "provenance.json"
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(prov, indent=2, default=str))
-    result.files["provenance"] = path
-
-
-def _write_csv(path: Path, rows: list[dict]) -> Path:
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(k for k in row if k not in columns)
-    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
