@@ -63,7 +63,7 @@ def test_demo_engine_imagej_exits(tmp_path, require_imagej):
     res = _pyquint("demo", "--engine", "imagej", "-o", str(tmp_path / "demo"), cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "mean pixel F1" in res.stdout
-    pngs = sorted((tmp_path / "demo" / "quint" / "segmentations").glob("*.png"))
+    pngs = sorted((tmp_path / "demo" / "segmentations").glob("*.png"))
     assert len(pngs) == 3
     data, palette = _palette_png(pngs[0])
     assert set(np.unique(data)) <= {0, 2} and 2 in data

@@ -74,6 +74,7 @@ def start_jvm(
     with _LOCK:
         if jpype.isJVMStarted():
             _check_ij_loadable(jpype)
+            _STARTED["ready"] = True
             return _STARTED.get("install")
         install = imagej if isinstance(imagej, ImageJInstall) else find_imagej(imagej)
         java_exe = find_java(java, install)
@@ -93,6 +94,7 @@ def start_jvm(
         _STARTED["install"] = install
         _release_creating_thread(jpype)
         _check_ij_loadable(jpype)
+        _STARTED["ready"] = True
         return install
 
 
@@ -125,7 +127,9 @@ def _check_ij_loadable(jpype) -> None:
 def ij_class(name: str):
     """A Java class from the running ImageJ JVM (starting it if needed), e.g. ``"ij.IJ"``."""
     jpype = _jpype()
-    if not jpype.isJVMStarted():
+    # not isJVMStarted(): it turns true while another thread is still inside startJVM, and a
+    # class or array made then fails ("Java class required"); start_jvm waits for that start
+    if not _STARTED.get("ready"):
         start_jvm()
     return jpype.JClass(name)
 
