@@ -9,15 +9,27 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from .errors import InputError
-from .io import IMAGE_SUFFIXES, split_h5_path
+from .errors import InputError, Interrupted
+from .io import IMAGE_SUFFIXES, lock_folder, split_h5_path
 
 T = TypeVar("T")
 
-__all__ = ["collect_inputs", "guard_outputs", "progress", "same_file"]
+__all__ = [
+    "BatchState",
+    "collect_inputs",
+    "current_item",
+    "guard_outputs",
+    "interrupt_received",
+    "lock_outputs",
+    "note_interrupt",
+    "outer_progress",
+    "progress",
+    "same_file",
+]
 
 
 def collect_inputs(
@@ -73,10 +85,84 @@ def guard_outputs(inputs: Sequence[str | os.PathLike], outputs: Sequence[str | o
         seen[r] = os.fspath(out)
 
 
+def lock_outputs(outputs: Iterable[str | os.PathLike]) -> None:
+    """Lock the folders of ``outputs`` for this process before any work starts, so that a
+    second pyquint run writing there is refused at once (see :func:`pyquint.io.lock_folder`)."""
+    for folder in sorted({Path(os.path.abspath(split_h5_path(o)[0])).parent for o in outputs}):
+        lock_folder(folder)
+
+
+@dataclass
+class BatchState:
+    """How far a :func:`progress` loop got: ``done`` items finished of ``total``."""
+
+    desc: str
+    total: int | None
+    unit: str
+    done: int = 0
+    current: Any = None
+
+
+_ACTIVE: list[BatchState] = []
+_INTERRUPT: list[int] = []
+
+
+def note_interrupt(signum: int) -> None:
+    """Record that Ctrl-C/SIGTERM arrived (the CLI's signal handler calls this)."""
+    _INTERRUPT.append(signum)
+
+
+def interrupt_received() -> int:
+    """The signal number of the first interrupt received, or 0."""
+    return _INTERRUPT[0] if _INTERRUPT else 0
+
+
+def outer_progress() -> BatchState | None:
+    """The outermost running (or interrupted) batch loop, if any."""
+    return _ACTIVE[0] if _ACTIVE else None
+
+
+def current_item() -> Any:
+    """The item the outermost batch loop is working on (named in error messages), or None."""
+    state = outer_progress()
+    if state is None or state.current is None:
+        return None
+    item = state.current
+    while isinstance(item, tuple) and item:  # (input, output, ...) tuples: name the input
+        item = item[0]
+    return item
+
+
 def progress(items: Iterable[T], desc: str, total: int | None = None, unit: str = "image") -> Iterator[T]:
     """Wrap ``items`` in a tqdm progress bar on stderr (disabled when not a terminal or when
-    ``PYQUINT_NO_PROGRESS`` is set)."""
+    ``PYQUINT_NO_PROGRESS`` is set).
+
+    The loop's state (items finished, item in hand) is kept for the CLI's messages, and an
+    interrupt that a library swallowed is raised again before the next item starts.
+    """
     from tqdm.auto import tqdm
 
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)  # type: ignore[arg-type]
     disable = True if os.environ.get("PYQUINT_NO_PROGRESS") else None
-    yield from tqdm(items, desc=desc, total=total, unit=unit, disable=disable, leave=False)
+    state = BatchState(desc, total, unit)
+    _ACTIVE.append(state)
+    try:
+        for item in tqdm(items, desc=desc, total=total, unit=unit, disable=disable, leave=False):
+            if _INTERRUPT:
+                raise Interrupted(_INTERRUPT[0])
+            state.current = item
+            yield item
+            state.done += 1
+            state.current = None
+    except GeneratorExit:
+        # closed early (``break``), or collected after the CLI reported an exception
+        _forget(state)
+        raise
+    # an exception raised here (an interrupt, a failing pool) keeps the state for the message
+    _forget(state)
+
+
+def _forget(state: BatchState) -> None:
+    if state in _ACTIVE:
+        _ACTIVE.remove(state)

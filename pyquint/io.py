@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +28,10 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "atomic_output",
     "axistags_json",
+    "check_image_budget",
     "guess_axes",
+    "lock_folder",
+    "memory_budget",
     "parse_axistags",
     "read_image",
     "split_h5_path",
@@ -141,6 +146,45 @@ def _check_dtype(data: np.ndarray, source: object) -> np.ndarray:
     return data
 
 
+# --------------------------------------------------------------------------- budgets
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def memory_budget() -> int:
+    """Bytes one image may take in memory: ``PYQUINT_MEMORY_LIMIT`` (e.g. ``4G``) if set,
+    else 80 % of the memory available now."""
+    text = os.environ.get("PYQUINT_MEMORY_LIMIT", "").strip().lower().removesuffix("b")
+    if text:
+        match = re.fullmatch(r"([0-9.]+)\s*([kmgt]?)i?", text)
+        if match is None:
+            raise InputError(f"PYQUINT_MEMORY_LIMIT={text!r}: use bytes or e.g. 512M, 4G")
+        return int(float(match.group(1)) * _UNITS[match.group(2)])
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available * 0.8)
+    except Exception:  # pragma: no cover - psutil is a dependency; stay usable without it
+        return 1 << 62
+
+
+def check_image_budget(source: object, shape: tuple[int, ...], dtype: np.dtype | str) -> None:
+    """Refuse, before anything is allocated, an image whose declared size does not fit in
+    memory (counted as float32 at least, since every command works on floats)."""
+    if any(int(n) < 0 for n in shape):
+        raise InputError(f"{source}: declares a negative size {tuple(shape)}")
+    n = math.prod(int(d) for d in shape)
+    need = n * max(np.dtype(dtype).itemsize, 4)
+    budget = memory_budget()
+    if need > budget:
+        dims = "×".join(str(int(d)) for d in shape)
+        raise InputError(
+            f"{source}: declares a {dims} {np.dtype(dtype)} image, which needs "
+            f"{need / 2**30:.1f} GiB of memory but {budget / 2**30:.1f} GiB are available; "
+            "use `pyquint large predict` (tile by tile) for images larger than memory, or raise "
+            "PYQUINT_MEMORY_LIMIT if the memory is there"
+        )
+
+
 def _read_h5(file: Path, inner: str | None) -> tuple[np.ndarray, str | None]:
     import h5py
 
@@ -159,6 +203,12 @@ def _read_h5(file: Path, inner: str | None) -> tuple[np.ndarray, str | None]:
             if inner not in f or not isinstance(f[inner], h5py.Dataset):
                 raise InputError(f"{file}: no dataset {inner!r}")
             ds = f[inner]
+            check_image_budget(f"{file}/{inner}", ds.shape, ds.dtype)
+            if ds.size and ds.id.get_storage_size() == 0 and not ds.is_virtual and not ds.external:
+                raise InputError(
+                    f"{file}/{inner}: declares shape {ds.shape} but holds no pixel data (nothing "
+                    "was written, or the writer was interrupted); re-export the image"
+                )
             data = ds[()]
             tags = ds.attrs.get("axistags")
             return np.asarray(data), (parse_axistags(tags) if tags is not None else None)
@@ -174,8 +224,13 @@ def _read_tiff(file: Path) -> tuple[np.ndarray, str | None]:
     try:
         with tifffile.TiffFile(file) as tif:
             series = tif.series[0]
+            check_image_budget(file, series.shape, series.dtype)
             data = series.asarray()
             tiff_axes = series.axes
+    except InputError:
+        raise
+    except MemoryError:
+        raise
     except Exception as exc:  # tifffile raises many types on corrupt files
         raise InputError(f"{file}: not a readable TIFF file ({exc})") from exc
     mapping = {"Y": "y", "X": "x", "S": "c", "C": "c", "Z": "z", "T": "t", "Q": "z", "I": "z"}
@@ -185,11 +240,34 @@ def _read_tiff(file: Path) -> tuple[np.ndarray, str | None]:
     return data, axes
 
 
+_PIL_ITEMSIZE = {"I;16": 2, "I;16B": 2, "I;16L": 2, "I": 4, "F": 4}
+
+
+@contextlib.contextmanager
+def _pil_bomb_check_off() -> Iterator[None]:
+    # pyquint checks declared sizes against the memory really available (check_image_budget);
+    # Pillow's fixed 89-megapixel limit would refuse ordinary whole-brain sections.
+    from PIL import Image
+
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
 def _read_pil(file: Path) -> tuple[np.ndarray, str]:
+    import struct
+    import zlib
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(file) as im:
+        with _pil_bomb_check_off(), Image.open(file) as im:
+            width, height = im.size
+            bands = len(im.getbands())
+            check_image_budget(file, (height, width, bands), f"u{_PIL_ITEMSIZE.get(im.mode, 1)}")
             im.load()
             if im.mode in ("P", "PA"):
                 # Palette images: keep the indices (label images), as ilastik/vigra does.
@@ -202,11 +280,53 @@ def _read_pil(file: Path) -> tuple[np.ndarray, str]:
                 data = np.asarray(im.convert("RGB"))
             else:
                 data = np.asarray(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error,
+            zlib.error, Image.DecompressionBombError) as exc:
         raise InputError(f"{file}: not a readable image ({exc})") from exc
     if data.ndim == 2:
         data = data[..., np.newaxis]
     return np.ascontiguousarray(data), "yxc"
+
+
+def _check_npy_header(file: Path) -> None:
+    """Check an .npy header's shape against the file's size and the memory budget."""
+    fmt = np.lib.format
+    try:
+        with open(file, "rb") as fh:
+            version = fmt.read_magic(fh)
+            reader = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
+            if reader is None:
+                raise ValueError(f"unsupported .npy version {version}")
+            shape, _, dtype = reader(fh, max_header_size=10_000)
+            offset = fh.tell()
+    except (OSError, ValueError, EOFError, SyntaxError) as exc:
+        raise InputError(f"{file}: not a readable .npy file ({exc})") from exc
+    if dtype.hasobject:
+        raise InputError(f"{file}: holds Python objects, which pyquint never loads; save numbers")
+    need = math.prod(shape) * dtype.itemsize
+    if file.stat().st_size - offset < need:
+        raise InputError(f"{file}: header declares shape {shape} ({need} bytes of {dtype}) but the "
+                         f"file holds only {file.stat().st_size - offset}; it is truncated")
+    check_image_budget(file, shape, dtype)
+
+
+def _read_any(file: Path, inner: str | None) -> tuple[np.ndarray, str | None]:
+    suffix = file.suffix.lower()
+    if suffix in H5_SUFFIXES:
+        return _read_h5(file, inner)
+    if suffix in TIFF_SUFFIXES:
+        return _read_tiff(file)
+    if suffix in PIL_SUFFIXES:
+        return _read_pil(file)
+    if suffix == ".npy":
+        _check_npy_header(file)
+        try:
+            return np.load(file, allow_pickle=False), None
+        except (OSError, ValueError, EOFError) as exc:
+            raise InputError(f"{file}: not a readable .npy file ({exc})") from exc
+    raise InputError(
+        f"{file}: unsupported file type {suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}"
+    )
 
 
 def read_image(path: str | os.PathLike, axes: str | None = None) -> tuple[np.ndarray, str]:
@@ -232,22 +352,11 @@ def read_image(path: str | os.PathLike, axes: str | None = None) -> tuple[np.nda
         raise InputError(f"{file}: no such file")
     if file.is_dir():
         raise InputError(f"{file}: is a folder, not an image")
-    suffix = file.suffix.lower()
-    if suffix in H5_SUFFIXES:
-        data, stored_axes = _read_h5(file, inner)
-    elif suffix in TIFF_SUFFIXES:
-        data, stored_axes = _read_tiff(file)
-    elif suffix in PIL_SUFFIXES:
-        data, stored_axes = _read_pil(file)
-    elif suffix == ".npy":
-        try:
-            data, stored_axes = np.load(file, allow_pickle=False), None
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{file}: not a readable .npy file ({exc})") from exc
-    else:
-        raise InputError(
-            f"{file}: unsupported file type {suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}"
-        )
+    try:
+        data, stored_axes = _read_any(file, inner)
+    except MemoryError:
+        raise InputError(f"{file}: does not fit in memory; use `pyquint large predict` (tile by "
+                         "tile) for images larger than memory") from None
     data = _check_dtype(np.asarray(data), file)
     if axes is not None:
         axes = _check_axes(axes, data.ndim)
@@ -259,16 +368,127 @@ def read_image(path: str | os.PathLike, axes: str | None = None) -> tuple[np.nda
 
 
 # --------------------------------------------------------------------------- writing
+#: Temporary outputs are named ``.<stem>.pq<PID>-<random>.tmp<suffix>``: the PID says whether
+#: the writer still runs, so a later run can remove what a killed one left behind.
+TEMP_PATTERN = re.compile(r"^\..*\.pq(\d+)-[A-Za-z0-9_]+\.tmp")
+#: The CLI turns this on: each output folder is then locked for the whole run.
+LOCK_OUTPUT_FOLDERS = False
+LOCK_NAME = ".pyquint.lock"
+_CLEANED: set[Path] = set()
+_LOCKS: dict[Path, int] = {}
+
+
+def temp_prefix(name: str) -> str:
+    """The prefix of this process's temporary files for an output named ``name``."""
+    return f".{name}.pq{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process: leave its files alone
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files (and folders) that pyquint runs killed before they could
+    clean up (their PID no longer runs) left in ``folder``; returns what was removed."""
+    import shutil
+
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = TEMP_PATTERN.match(entry.name)
+        if match is None or _pid_alive(int(match.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed.append(Path(entry.path))
+    return removed
+
+
+def lock_folder(folder: str | os.PathLike) -> None:
+    """Hold an exclusive lock on ``folder`` for the rest of this process.
+
+    A second pyquint process that locks the same folder is refused with a message naming the
+    holder's PID; the lock dies with its process (``flock``), so a killed run never blocks
+    the next one. No-op where ``fcntl`` is missing (Windows) or the folder is already held.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return
+    folder = Path(os.path.abspath(folder))
+    if folder in _LOCKS:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / LOCK_NAME
+    for _ in range(5):
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise InputError(
+                f"{folder}: another pyquint run (PID {holder}) is writing into this folder; wait "
+                "for it to finish or choose another output folder"
+            ) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:  # not a lock file that its previous holder unlinked meanwhile
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            _LOCKS[folder] = fd
+            if len(_LOCKS) == 1:
+                import atexit
+
+                atexit.register(release_folder_locks)
+            return
+        os.close(fd)
+
+
+def release_folder_locks() -> None:
+    """Remove this process's lock files and release the locks (also done at exit)."""
+    for folder, fd in list(_LOCKS.items()):
+        with contextlib.suppress(OSError):
+            os.unlink(folder / LOCK_NAME)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        del _LOCKS[folder]
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
-    An interrupted or failed write leaves no partial output (the temporary file is removed),
-    so a later resumed batch never mistakes a broken file for a finished one.
+    An interrupted or failed write leaves no partial output (the temporary file is removed,
+    and one left by a killed process is removed by the next write into that folder), so a
+    later resumed batch never mistakes a broken file for a finished one.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    parent = Path(os.path.abspath(path.parent))
+    if LOCK_OUTPUT_FOLDERS:
+        lock_folder(parent)
+    if parent not in _CLEANED:
+        _CLEANED.add(parent)
+        remove_stale_temps(parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.stem), suffix=".tmp" + path.suffix,
+                               dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
