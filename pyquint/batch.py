@@ -166,3 +166,39 @@ def progress(items: Iterable[T], desc: str, total: int | None = None, unit: str 
 def _forget(state: BatchState) -> None:
     if state in _ACTIVE:
         _ACTIVE.remove(state)
+
+
+def value_range(images: Iterable[Any]) -> list[float]:
+    """``[min, max]`` over ``images`` (recorded in a model as what it was trained on)."""
+    import numpy as np
+
+    lo, hi = np.inf, -np.inf
+    for im in images:
+        a = np.asarray(im)
+        if a.size:
+            lo, hi = min(lo, float(np.nanmin(a))), max(hi, float(np.nanmax(a)))
+    return [lo, hi] if lo <= hi else [0.0, 0.0]
+
+
+def unlike_training(data: Any, training: dict, source: object) -> str | None:
+    """A warning with the numbers when ``data`` differs from a model's training images (pixel
+    type, value range), else None. Models trained before ranges were recorded are compared by
+    pixel type only."""
+    import numpy as np
+
+    a = np.asarray(data)
+    problems = []
+    dtypes = training.get("input_dtypes") or []
+    if dtypes and str(a.dtype) not in dtypes:
+        problems.append(f"its pixels are {a.dtype} but the model was trained on {', '.join(dtypes)}")
+    vr = training.get("value_range")
+    if isinstance(vr, list) and len(vr) == 2 and a.size:
+        lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+        span = max(float(vr[1]) - float(vr[0]), 1e-12)
+        if hi > vr[1] + span or lo < vr[0] - span or (hi - lo) < span / 20:
+            problems.append(f"its values span {lo:g}..{hi:g} but the training images spanned "
+                            f"{vr[0]:g}..{vr[1]:g}")
+    if not problems:
+        return None
+    return (f"{source}: " + "; ".join(problems)
+            + "; the segmentation may be meaningless (convert the image, or train on such images)")

@@ -10,7 +10,15 @@ from typing import Any
 import click
 import numpy as np
 
-from ..batch import collect_inputs, guard_outputs, progress, same_file
+from ..batch import (
+    collect_inputs,
+    guard_outputs,
+    lock_outputs,
+    progress,
+    same_file,
+    unlike_training,
+    value_range,
+)
 from ..errors import InputError, PyquintError
 from ..io import read_image, to_canonical
 
@@ -222,6 +230,8 @@ def train(images: tuple[Path, ...], labels: tuple[Path, ...], images_dir: Path |
                                  f"its image {img_path} of shape {imgs[-1].shape[:-1]}")
             labs.append(lab)
         clf.fit(imgs, labs)
+        # what the model was trained on, so that prediction can warn about unlike inputs
+        clf.training_info_["value_range"] = value_range(imgs)
         clf.save(output)
     except PyquintError as exc:
         raise _fail(exc) from None
@@ -313,6 +323,7 @@ def predict(model: Path, inputs: tuple[Path, ...], sources: tuple[str, ...], fmt
         if not plan:
             raise InputError("no input images left (the inputs are all outputs of this command)")
         guard_outputs(list(plan), [o for outs in plan.values() for o in outs.values()])
+        lock_outputs([o for outs in plan.values() for o in outs.values()])
         todo = {p: {s: o for s, o in outs.items() if overwrite or not o.exists()}
                 for p, outs in plan.items()}
         todo = {p: outs for p, outs in todo.items() if outs}
@@ -327,6 +338,9 @@ def predict(model: Path, inputs: tuple[Path, ...], sources: tuple[str, ...], fmt
             canon, canon_axes = to_canonical(data, in_axes)
             if canon.ndim not in (3, 4):
                 raise InputError(f"axes {in_axes!r}: time series are not supported")
+            unlike = unlike_training(canon, clf.training_info_, path)
+            if unlike:
+                click.echo(f"warning: {unlike}", err=True)
             results: dict[str, np.ndarray] = {}
             if "Features" in outs:
                 feats = clf.transform(canon)
