@@ -18,6 +18,7 @@ import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,7 @@ __all__ = [
     "atomic_output",
     "axistags_json",
     "check_image_budget",
+    "check_tiff_complete",
     "guess_axes",
     "lock_folder",
     "memory_budget",
@@ -218,6 +220,17 @@ def _read_h5(file: Path, inner: str | None) -> tuple[np.ndarray, str | None]:
         raise InputError(f"{file}: not a readable HDF5 file ({exc})") from exc
 
 
+def check_tiff_complete(tif: Any, file: Path) -> None:
+    """Refuse a TIFF whose strips or tiles point past the end of the file (a truncated copy),
+    from the header alone, before any pixel is decoded."""
+    size = file.stat().st_size
+    end = max((int(o) + int(n) for page in tif.pages
+               for o, n in zip(page.dataoffsets, page.databytecounts)), default=0)
+    if end > size:
+        raise InputError(f"{file}: truncated TIFF (its pixel data ends at byte {end} but the file "
+                         f"has {size} bytes); copy or export it again")
+
+
 def _read_tiff(file: Path) -> tuple[np.ndarray, str | None]:
     import tifffile
 
@@ -225,6 +238,7 @@ def _read_tiff(file: Path) -> tuple[np.ndarray, str | None]:
         with tifffile.TiffFile(file) as tif:
             series = tif.series[0]
             check_image_budget(file, series.shape, series.dtype)
+            check_tiff_complete(tif, file)
             data = series.asarray()
             tiff_axes = series.axes
     except InputError:
