@@ -101,6 +101,7 @@ class BatchState:
     unit: str
     done: int = 0
     current: Any = None
+    closed: bool = False
 
 
 _ACTIVE: list[BatchState] = []
@@ -145,6 +146,7 @@ def progress(items: Iterable[T], desc: str, total: int | None = None, unit: str 
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
     disable = True if os.environ.get("PYQUINT_NO_PROGRESS") else None
+    _ACTIVE[:] = [s for s in _ACTIVE if not s.closed]  # loops that ended early are over
     state = BatchState(desc, total, unit)
     _ACTIVE.append(state)
     try:
@@ -156,10 +158,10 @@ def progress(items: Iterable[T], desc: str, total: int | None = None, unit: str 
             state.done += 1
             state.current = None
     except GeneratorExit:
-        # closed early (``break``), or collected after the CLI reported an exception
-        _forget(state)
+        # Closed early: by ``break``, or because an exception (an interrupt, a bad file) is
+        # unwinding the loop. The state stays for the CLI's message until the next loop.
+        state.closed = True
         raise
-    # an exception raised here (an interrupt, a failing pool) keeps the state for the message
     _forget(state)
 
 

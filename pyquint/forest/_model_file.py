@@ -277,7 +277,7 @@ def load_model(
             arrays: dict[str, Any] = {name: np.asarray(ds[()]) for name, ds in datasets.items()}
             arrays["n_features"] = _attr_int(g.attrs, "n_features", where)
             arrays["split_rule"] = _attr_str(g.attrs, "split_rule", where)
-    except ModelFileError:
+    except (ModelFileError, InputError):
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise ModelFileError(f"{where}: corrupt or truncated model file ({exc})") from exc
