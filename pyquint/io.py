@@ -182,8 +182,8 @@ def check_image_budget(source: object, shape: tuple[int, ...], dtype: np.dtype |
         raise InputError(
             f"{source}: declares a {dims} {np.dtype(dtype)} image, which needs "
             f"{need / 2**30:.1f} GiB of memory but {budget / 2**30:.1f} GiB are available; "
-            "use `pyquint large predict` (tile by tile) for images larger than memory, or raise "
-            "PYQUINT_MEMORY_LIMIT if the memory is there"
+            "for images larger than memory use `pyquint large predict` on a TIFF, HDF5 or .npy "
+            "copy (read tile by tile), or raise PYQUINT_MEMORY_LIMIT if the memory is there"
         )
 
 
@@ -294,6 +294,8 @@ def _read_pil(file: Path) -> tuple[np.ndarray, str]:
                 data = np.asarray(im.convert("RGB"))
             else:
                 data = np.asarray(im)
+    except InputError:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error,
             zlib.error, Image.DecompressionBombError) as exc:
         raise InputError(f"{file}: not a readable image ({exc})") from exc
