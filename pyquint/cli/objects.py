@@ -177,8 +177,10 @@ def threshold_cmd(proba: tuple[Path, ...], out: Path, fmt: str, overwrite: bool,
     k/255 and uint16 as k/65535. Objects are 4-connected (6 in 3-D), ids in scan order.
     """
     from ..objects.export import export_path, write_object_image
+    from ..objects.threshold import check_threshold_settings
 
     settings = _threshold_settings(None, **opts)
+    _run(check_threshold_settings, settings, "objects threshold")  # once, before any file
     files = _run(collect_inputs, proba)
     # outputs of an earlier run found in an input folder are not inputs of this one (resume)
     made = {export_path(out, _key(p), "Object Identities", fmt).resolve() for p in files}

@@ -260,6 +260,20 @@ def _live_temp_check(d, w, r):
     Path(left[0]).unlink()
 
 
+def _threshold_twice(d: Path, w: World) -> list:
+    """Threshold into the probabilities' own folder, then rerun: the rerun resumes."""
+    folder = d / "out"
+    folder.mkdir()
+    shutil.copyfile(w.proba, folder / w.proba.name)
+    first = H.run_inprocess(["objects", "threshold", folder, "-o", folder, "--min-size", "3"])
+    assert first.code == 0, first.stderr
+    return ["objects", "threshold", folder, "-o", folder, "--min-size", "3"]
+
+
+def _threshold_resumed(d, w, r):
+    assert "thresholded 0 file(s), skipped 1 existing" in r.stdout, r.stdout
+
+
 def _warns(pattern: str):
     def check(d, w, r):
         assert re.search(pattern, r.stderr), r.stderr
@@ -449,7 +463,20 @@ CASES: list[Case] = [
          message=r"sigma .*1e\+300.*must lie in 0\.\.1000"),
     Case("objects-threshold-out-of-range", lambda d, w: ["objects", "threshold", w.proba, "-o", d / "out",
                                                          "--threshold", "2"],
-         message=r"threshold 2\.0 must lie in \[0, 1\]"),
+         message=r"threshold setting 'threshold' = 2\.0 must lie in \[0, 1\]"),
+    Case("objects-threshold-resumes-in-proba-folder", _threshold_twice, code=0, error_line=False,
+         after=_threshold_resumed),
+    # ---- large predict (tile by tile) refuses what it cannot read whole
+    Case("large-truncated-tiff", lambda d, w: ["large", "predict", w.model,
+                                               H.truncate(_tiff(d, (300, 300)), d / "cut.tif", 0.5),
+                                               "-o", d / "out"],
+         message=r"cut\.tif: truncated TIFF \(its pixel data ends at byte \d+ but the file has \d+ bytes\)"),
+    Case("large-h5-unwritten", lambda d, w: ["large", "predict", w.model, H.h5_unwritten(d / "e.h5"),
+                                             "-o", d / "out"],
+         message=r"e\.h5/raw: declares shape \(40000, 40000\) but holds no pixel data", sub=True),
+    Case("large-png-bomb", lambda d, w: ["large", "predict", w.model, H.png_bomb(d / "bomb.png"),
+                                         "-o", d / "out"],
+         message=r"bomb\.png: declares a 100000×100000×1 uint8 image", sub=True),
     # ---- in-place edits: steinbock fix proves what it edits
     Case("fix-foreign-hdf5", lambda d, w: _fix(d, None), message=r"not an ilastik project \(no 'workflowName'\)"),
     Case("fix-object-project", lambda d, w: _fix(d, "Object Classification (from pixel classification)"),
