@@ -218,6 +218,15 @@ def _prepare_with_truncated(d: Path) -> list:
             d / "ilastik_crops", "--cropsize", "10", "--seed", "1"]
 
 
+def _quint(d: Path, w: World, bad) -> list:
+    """A QUINT run whose sections folder holds a good section and a bad one."""
+    sections = d / "sections"
+    sections.mkdir()
+    shutil.copyfile(w.section, sections / "brain_s002.png")
+    bad(sections / "brain_s003.png")
+    return ["quint", "run", "--sections", sections, "--model", w.model, "-o", d / "out"]
+
+
 def _no_outputs(*names):
     def check(d, w, r):
         for n in names:
@@ -488,6 +497,10 @@ CASES: list[Case] = [
     # ---- whole-batch validation before work
     Case("prepare-truncated-tiff-writes-nothing", lambda d, w: _prepare_with_truncated(d),
          message=r"b\.tiff: truncated TIFF", after=_no_outputs("ilastik_img", "ilastik_crops")),
+    Case("quint-run-bomb-among-sections", lambda d, w: _quint(d, w, lambda p: H.png_bomb(p)),
+         message=r"brain_s003\.png: declares a 100000×100000", after=_no_outputs("out")),
+    Case("quint-run-truncated-section", lambda d, w: _quint(d, w, lambda p: H.truncate(w.section, p)),
+         message=r"brain_s003\.png: not a readable image", after=_no_outputs("out")),
     # ---- usage and switches
     Case("unknown-option", lambda d, w: ["pixel", "predict", "--no-such-option"], code=2,
          message=r"No such option"),
