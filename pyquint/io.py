@@ -16,6 +16,7 @@ import math
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -392,6 +393,7 @@ LOCK_OUTPUT_FOLDERS = False
 LOCK_NAME = ".pyquint.lock"
 _CLEANED: set[Path] = set()
 _LOCKS: dict[Path, int] = {}
+_LOCKS_GUARD = threading.Lock()
 
 
 def temp_prefix(name: str) -> str:
@@ -445,7 +447,11 @@ def lock_folder(folder: str | os.PathLike) -> None:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
         return
-    folder = Path(os.path.abspath(folder))
+    with _LOCKS_GUARD:  # threads of one run (quint's pool) share its locks
+        _lock_folder(Path(os.path.abspath(folder)), fcntl)
+
+
+def _lock_folder(folder: Path, fcntl: Any) -> None:
     if folder in _LOCKS:
         return
     folder.mkdir(parents=True, exist_ok=True)
@@ -479,6 +485,11 @@ def lock_folder(folder: str | os.PathLike) -> None:
 
 def release_folder_locks() -> None:
     """Remove this process's lock files and release the locks (also done at exit)."""
+    with _LOCKS_GUARD:
+        _release_all()
+
+
+def _release_all() -> None:
     for folder, fd in list(_LOCKS.items()):
         with contextlib.suppress(OSError):
             os.unlink(folder / LOCK_NAME)

@@ -602,7 +602,7 @@ def test_interrupt_stops_batch_at_once(sig, code, ignored, world: World, tmp_pat
     """Ctrl-C (even when the shell started pyquint with SIGINT ignored) and SIGTERM stop a
     batch at once: exit 130/143, what was finished is said, no partial file is left, and the
     rerun resumes."""
-    inputs = _batch(tmp_path, world, 24)
+    inputs = _batch(tmp_path, world, 40)
     before = H.hashes(inputs)
     out = tmp_path / "out"
     args = ["pixel", "predict", world.model, inputs, "-o", out]
@@ -615,9 +615,9 @@ def test_interrupt_stops_batch_at_once(sig, code, ignored, world: World, tmp_pat
     r = H.finish(proc, timeout=60)
     assert "Traceback" not in r.stderr, r.stderr
     assert r.code == code, r.stderr
-    assert re.search(r"Error: interrupted by .*pixel predict: \d+ of 24 image\(s\) finished", r.stderr), r.stderr
+    assert re.search(r"Error: interrupted by .*pixel predict: \d+ of 40 image\(s\) finished", r.stderr), r.stderr
     done = [p for p in out.iterdir() if not p.name.startswith(".")]
-    assert 1 <= len(done) < 24
+    assert 1 <= len(done) < 40
     assert H.leftovers(tmp_path) == []
     assert H.hashes(inputs) == before
     # every output left is complete: it opens and has the image's shape
