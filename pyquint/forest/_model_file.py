@@ -179,21 +179,21 @@ def check_metadata(metadata: Mapping[str, Any], where: str) -> None:
         if key in metadata:
             v = metadata[key]
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                raise ModelFileError(f"{where}: metadata {key!r} must be an integer in "
+                raise ModelFileError(f"{where}: invalid metadata {key!r} must be an integer in "
                                      f"{lo}..{hi}, not {v!r}")
     names = metadata.get("class_names")
     if names is not None and (not isinstance(names, list) or not 1 <= len(names) <= MAX_CLASSES
                               or not all(isinstance(x, str) and len(x) <= 1000 for x in names)):
-        raise ModelFileError(f"{where}: metadata 'class_names' must be a list of short strings")
+        raise ModelFileError(f"{where}: invalid metadata 'class_names' must be a list of short strings")
     colors = metadata.get("class_colors")
     if colors is not None and (
             not isinstance(colors, list)
             or not all(isinstance(c, list) and len(c) == 3 and all(
                 isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= 255 for x in c)
                 for c in colors)):
-        raise ModelFileError(f"{where}: metadata 'class_colors' must be [r, g, b] triples of 0..255")
+        raise ModelFileError(f"{where}: invalid metadata 'class_colors' must be [r, g, b] triples of 0..255")
     if "rounding" in metadata and metadata["rounding"] not in ("fast", "exact", "muladd"):
-        raise ModelFileError(f"{where}: metadata 'rounding' must be fast, exact or muladd, not "
+        raise ModelFileError(f"{where}: invalid metadata 'rounding' must be fast, exact or muladd, not "
                              f"{metadata['rounding']!r}")
     features = metadata.get("features")
     if isinstance(features, Mapping) and "scales" in features:
@@ -202,14 +202,14 @@ def check_metadata(metadata: Mapping[str, Any], where: str) -> None:
         try:
             FeatureSelection.from_dict(features)
         except InputError as exc:
-            raise ModelFileError(f"{where}: metadata 'features': {exc}") from None
+            raise ModelFileError(f"{where}: invalid metadata 'features': {exc}") from None
     training = metadata.get("training")
     if isinstance(training, Mapping) and "value_range" in training:
         vr = training["value_range"]
         if (not isinstance(vr, list) or len(vr) != 2
                 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vr)
                 or not vr[0] <= vr[1]):
-            raise ModelFileError(f"{where}: metadata 'training.value_range' must be [min, max]")
+            raise ModelFileError(f"{where}: invalid metadata 'training.value_range' must be [min, max]")
 
 
 def load_model(

@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import InputError
 from ..io import temp_prefix
 from .images import DISPLAY_MODE, H5_LIBVER, list_ilastik_files, to_float32
-from .project import relative_path, write_prediction_export, write_raw_data
+from .project import relative_path, require_pixel_project, write_prediction_export, write_raw_data
 
 __all__ = ["FixResult", "fix", "fix_crop_array"]
 
@@ -324,7 +324,7 @@ def fix(
         raise InputError(f"{project_file}: project file does not exist")
     if not crop_dir.is_dir():
         raise InputError(f"{crop_dir}: crop folder does not exist")
-    _require_pixel_project(project_file)
+    require_pixel_project(project_file)
     if axis_order is not None:
         axis_order = axis_order.strip().lower()
     probab_rel = relative_path(probab_dir, project_file)
@@ -363,34 +363,6 @@ def fix(
     _apply(project_file, plans, plans_by_stem, crop_rel, probab_rel, result,
            (ilp_backup, crop_backup, crop_files) if backup else None)
     return result
-
-
-def _require_pixel_project(project_file: Path) -> None:
-    """Prove that ``project_file`` is an ilastik Pixel Classification project before anything
-    is planned or written (any other HDF5 file is refused, never patched)."""
-    import h5py
-
-    from ..ilastik._version import PIXEL_WORKFLOWS, check_version
-
-    try:
-        if not h5py.is_hdf5(project_file):
-            raise InputError(f"{project_file}: not an ilastik project (not an HDF5 file); nothing "
-                             "was changed")
-        with h5py.File(project_file, "r", locking=False) as f:
-            name = _text(f["workflowName"][()]) if isinstance(f.get("workflowName"), h5py.Dataset) else None
-            version = _text(f["ilastikVersion"][()]) if isinstance(f.get("ilastikVersion"), h5py.Dataset) else None
-    except InputError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError) as exc:
-        raise InputError(f"{project_file}: not a readable ilastik project ({exc})") from exc
-    if name is None:
-        raise InputError(f"{project_file}: not an ilastik project (no 'workflowName'); nothing "
-                         "was changed")
-    if name not in PIXEL_WORKFLOWS:
-        raise InputError(f"{project_file}: an ilastik {name!r} project, not Pixel Classification; "
-                         "steinbock fix only patches pixel classifiers, nothing was changed")
-    if version is not None:
-        check_version(version, project_file)
 
 
 def _apply(project_file: Path, plans, plans_by_stem, crop_rel, probab_rel, result: FixResult,
