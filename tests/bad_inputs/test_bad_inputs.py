@@ -646,3 +646,35 @@ def test_old_model_without_recorded_range_still_loads(world: World, tmp_path: Pa
     r = H.run_inprocess(["pixel", "predict", old, world.section, "-o", tmp_path / "out"])
     assert r.code == 0, r.stderr
     assert "warning" not in r.stderr
+
+
+def test_dead_jvm_is_one_line_and_leaves_no_crash_dump(tmp_path: Path) -> None:
+    """A damaged ij.jar (the entries exist, their bytes are garbage) kills the worker JVM: one
+    line naming the jar and Java, and HotSpot's report goes to the temp folder, not the cwd."""
+    import shutil as _shutil
+    import zipfile
+
+    pytest.importorskip("jpype")
+    if _shutil.which("java") is None:
+        pytest.skip("no java on PATH: the JVM-crash case needs one")
+    jar = tmp_path / "ij.jar"
+    with zipfile.ZipFile(jar, "w") as z:
+        z.writestr("ij/ImageJ.class", b"garbage" * 10)
+        z.writestr("ij/IJ.class", b"garbage" * 10)
+    macro = tmp_path / "m.ijm"
+    macro.write_text('print("hi");\n')
+    work, tmp = tmp_path / "work", tmp_path / "tmp"
+    work.mkdir()
+    tmp.mkdir()
+    before = H.hashes(tmp_path, skip=tmp)
+    proc = H.start(["imagej", "run-macro", macro, "--engine", "worker", "--timeout", "60"],
+                   env={"PYQUINT_IJ_JAR": str(jar), "TMPDIR": str(tmp)}, cwd=work)
+    r = H.finish(proc, timeout=120)
+    assert r.code == 1, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert re.search(r"Error: ImageJ's Java process crashed .* running .*ij\.jar with .*; check the jar "
+                     r"\(unzip -t .*\) and Java \(java -version\)", lines[0]), lines[0]
+    assert not list(work.iterdir()) and not list(tmp_path.glob("hs_err_pid*"))
+    assert list(tmp.glob("pyquint-hs_err_pid*.log")), "the crash report went elsewhere"
+    assert H.hashes(tmp_path, skip=tmp) == before
