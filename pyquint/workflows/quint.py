@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..batch import guard_outputs, progress
+from ..batch import guard_outputs, progress, value_range
 from ..errors import InputError
 from ..io import IMAGE_SUFFIXES, atomic_output, read_image, to_canonical, write_image
 from . import qc
@@ -222,6 +222,7 @@ def _pixel_model(config: QuintConfig, sections: list[Path], out_dir: Path):
             raise InputError(f"pixel.features: {path} is not a readable selection JSON ({exc})") from exc
     clf = PixelClassifier(features=selection, n_trees=p.trees, seed=p.seed, class_names=p.class_names)
     clf.fit(images, labels)
+    clf.training_info_["value_range"] = value_range(images)  # for warnings on unlike input
     model_path = out_dir / "pixel_model.h5"
     clf.save(model_path)
     return clf, list(clf.class_names_), model_path
