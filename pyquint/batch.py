@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import InputError, Interrupted
-from .io import IMAGE_SUFFIXES, lock_folder, split_h5_path
+from .io import IMAGE_SUFFIXES, lock_folder, remove_stale_temps, split_h5_path
 
 T = TypeVar("T")
 
@@ -87,9 +87,11 @@ def guard_outputs(inputs: Sequence[str | os.PathLike], outputs: Sequence[str | o
 
 def lock_outputs(outputs: Iterable[str | os.PathLike]) -> None:
     """Lock the folders of ``outputs`` for this process before any work starts, so that a
-    second pyquint run writing there is refused at once (see :func:`pyquint.io.lock_folder`)."""
+    second pyquint run writing there is refused at once (see :func:`pyquint.io.lock_folder`),
+    and remove what killed runs left there (:func:`pyquint.io.remove_stale_temps`)."""
     for folder in sorted({Path(os.path.abspath(split_h5_path(o)[0])).parent for o in outputs}):
         lock_folder(folder)
+        remove_stale_temps(folder)  # even when every output exists and nothing is written
 
 
 @dataclass

@@ -250,6 +250,14 @@ def _stale_temp(d: Path, w: World) -> list:
     return predict(d, w, w.section)
 
 
+def _stale_temp_resume(d: Path, w: World) -> list:
+    """Every output exists (the rerun writes nothing) and a killed run left a temp file."""
+    first = H.run_inprocess(predict(d, w, w.section))
+    assert first.code == 0, first.stderr
+    (d / "out" / f".brain_s001_Probabilities.pq{_dead_pid()}-zz9.tmp.h5").write_bytes(b"x")
+    return predict(d, w, w.section)
+
+
 def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
@@ -385,6 +393,8 @@ CASES: list[Case] = [
     Case("output-under-a-file", _file_as_folder, message=r"notafolder.*(not a folder|exists)"),
     Case("disk-full-on-rename", _full_disk, message=r"the disk is full; free some space"),
     Case("stale-temp-of-dead-run-removed", _stale_temp, code=0, error_line=False, after=_written(1)),
+    Case("stale-temp-removed-when-all-outputs-exist", _stale_temp_resume, code=0, error_line=False,
+         after=_written(1)),
     Case("temp-of-live-run-kept", _live_temp_kept, code=0, error_line=False, after=_live_temp_check),
     Case("folder-locked-by-another-run", lambda d, w: predict(d, w, w.section),
          message=r"another pyquint run \(PID \d+\) is writing into this folder"),
