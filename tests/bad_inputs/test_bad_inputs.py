@@ -392,6 +392,8 @@ CASES: list[Case] = [
          message=r"would overwrite an input"),
     Case("output-under-a-file", _file_as_folder, message=r"notafolder.*(not a folder|exists)"),
     Case("disk-full-on-rename", _full_disk, message=r"the disk is full; free some space"),
+    Case("output-permission-denied", _full_disk, message=r"permission denied; choose a folder you may write to"),
+    Case("output-read-only-file-system", _full_disk, message=r"the file system is read-only"),
     Case("stale-temp-of-dead-run-removed", _stale_temp, code=0, error_line=False, after=_written(1)),
     Case("stale-temp-removed-when-all-outputs-exist", _stale_temp_resume, code=0, error_line=False,
          after=_written(1)),
@@ -547,14 +549,16 @@ def test_bad_input(case: Case, world: World, tmp_path: Path, monkeypatch) -> Non
     holder = None
     if case.id == "folder-locked-by-another-run":
         holder = _hold_lock(tmp_path / "out")
-    if case.id == "disk-full-on-rename":
+    fault = {"disk-full-on-rename": errno.ENOSPC, "output-permission-denied": errno.EACCES,
+             "output-read-only-file-system": errno.EROFS}.get(case.id)
+    if fault is not None:  # the OS refuses the final rename of the output
         real = os.replace
 
-        def full(src, dst, *a, **k):
+        def refuse(src, dst, *a, **k):
             if ".tmp" in str(src):
-                raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+                raise OSError(fault, os.strerror(fault), str(dst))
             return real(src, dst, *a, **k)
-        monkeypatch.setattr(os, "replace", full)
+        monkeypatch.setattr(os, "replace", refuse)
     try:
         if case.sub:
             r = H.run_subprocess(args, env=case.env, timeout=60)
