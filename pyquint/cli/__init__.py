@@ -57,16 +57,16 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         # Every failure of every command is reported in one place (pyquint/cli/_errors.py).
-        from .. import io
+        from .. import _outputs
         from ._errors import guarded, install_signal_handlers
 
         restore = install_signal_handlers()
-        io.LOCK_OUTPUT_FOLDERS = True
+        _outputs.LOCK_OUTPUT_FOLDERS = True
         try:
             return guarded(lambda: super(LazyGroup, self).invoke(ctx))
         finally:
-            io.LOCK_OUTPUT_FOLDERS = False
-            io.release_folder_locks()
+            _outputs.LOCK_OUTPUT_FOLDERS = False
+            _outputs.release_folder_locks()
             restore()
 
 

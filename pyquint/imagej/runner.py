@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -341,6 +342,17 @@ def _crash_message(cmd: list[str], returncode: int, text: str) -> str | None:
             f"{CRASH_LOG.replace('%p', '*')}")
 
 
+def _no_result_message(cmd: list[str], returncode: int, text: str) -> str:
+    """One line for a worker that ended before reporting: the Java/Python error that ended it."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    causes = [ln for ln in lines if re.search(r"(Error|Exception)\b.*:\s*\S", ln)
+              and "JVMNotRunning" not in ln and not ln.startswith(("File ", "Exception in thread"))]
+    cause = (causes[-1] if causes else lines[-1] if lines else "no output")[:300]
+    jar = next((a.split("=", 1)[1] for a in cmd if a.startswith("--classpath=")), "ij.jar")
+    return (f"ImageJ ended without a result (exit status {returncode}): {cause}; check the jar "
+            f"(unzip -t {jar}) and Java (java -version)")
+
+
 def _tail(text: str, n: int = 2000) -> str:
     text = text.strip()
     return text if len(text) <= n else "..." + text[-n:]
@@ -397,9 +409,7 @@ def _run(
             raise ImageJError(f"ImageJ failed (exit status {proc.returncode}):\n{_tail(out + err)}")
         return result
     if not result_file.is_file():
-        raise ImageJError(
-            f"ImageJ ended without a result (exit status {proc.returncode}):\n{_tail(out + err)}"
-        )
+        raise ImageJError(_no_result_message(cmd, proc.returncode, out + err))
     status = json.loads(result_file.read_text(encoding="utf-8"))
     result.value = status.get("value")
     kind = status["status"]
