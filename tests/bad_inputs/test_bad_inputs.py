@@ -697,3 +697,20 @@ def test_dead_jvm_is_one_line_and_leaves_no_crash_dump(tmp_path: Path) -> None:
     if crashed:
         assert list(tmp.glob("pyquint-hs_err_pid*.log")), "the crash report went elsewhere"
     assert H.hashes(tmp_path, skip=tmp) == before
+
+
+def test_depth_limit_is_exact_and_deep_legal_trees_still_predict() -> None:
+    """The vectorised depth check: a chain of exactly MAX_DEPTH splits loads and predicts
+    (every row walks to the bottom leaf), one more split is refused."""
+    from pyquint.errors import ModelFileError
+    from pyquint.forest import FlatForest
+    from pyquint.forest._flat import MAX_DEPTH
+
+    arrays = H.deep_chain(MAX_DEPTH, 1, 2)
+    arrays["value"][-1] = [0.0, 1.0]  # only the bottom leaf says class 2
+    forest = FlatForest(**arrays, classes=np.array([1, 2]), n_features=1)
+    proba = forest.predict_proba(np.zeros((3, 1), np.float32), n_classes=2)
+    np.testing.assert_array_equal(proba, [[0, 1]] * 3)
+    too_deep = H.deep_chain(MAX_DEPTH + 1, 1, 2)
+    with pytest.raises(ModelFileError, match=f"deeper than {MAX_DEPTH} levels"):
+        FlatForest(**too_deep, classes=np.array([1, 2]), n_features=1)
