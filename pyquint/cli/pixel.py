@@ -367,7 +367,7 @@ def predict(model: Path, inputs: tuple[Path, ...], sources: tuple[str, ...], fmt
                              export_drange=out_range, path=out)
                 written += 1
         except PyquintError as exc:
-            failures.append(f"{path}: {exc}")
+            failures.append(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
     msg = f"wrote {written} file(s)"
     if n_skipped:
         msg += f", skipped {n_skipped} existing (use --overwrite to recompute)"
