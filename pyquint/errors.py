@@ -17,3 +17,11 @@ class ModelFileError(PyquintError, ValueError):
 
 class ImageJError(PyquintError, RuntimeError):
     """ImageJ is missing, failed, or reported an error (its message is included)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM arrived: stop at once (finished outputs stay, partial ones are removed)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

@@ -12,13 +12,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
-import tempfile
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from ._outputs import (  # re-exported: io is where callers find atomic writes
+    atomic_output,
+    lock_folder,
+    release_folder_locks,
+    remove_stale_temps,
+    temp_prefix,
+)
 from .errors import InputError
 
 __all__ = [
@@ -26,10 +35,17 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "atomic_output",
     "axistags_json",
+    "check_image_budget",
+    "check_tiff_complete",
     "guess_axes",
+    "lock_folder",
+    "memory_budget",
     "parse_axistags",
+    "release_folder_locks",
+    "remove_stale_temps",
     "read_image",
     "split_h5_path",
+    "temp_prefix",
     "to_canonical",
     "reorder_axes",
     "write_image",
@@ -141,6 +157,45 @@ def _check_dtype(data: np.ndarray, source: object) -> np.ndarray:
     return data
 
 
+# --------------------------------------------------------------------------- budgets
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def memory_budget() -> int:
+    """Bytes one image may take in memory: ``PYQUINT_MEMORY_LIMIT`` (e.g. ``4G``) if set,
+    else 80 % of the memory available now."""
+    text = os.environ.get("PYQUINT_MEMORY_LIMIT", "").strip().lower().removesuffix("b")
+    if text:
+        match = re.fullmatch(r"([0-9.]+)\s*([kmgt]?)i?", text)
+        if match is None:
+            raise InputError(f"PYQUINT_MEMORY_LIMIT={text!r}: use bytes or e.g. 512M, 4G")
+        return int(float(match.group(1)) * _UNITS[match.group(2)])
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available * 0.8)
+    except Exception:  # pragma: no cover - psutil is a dependency; stay usable without it
+        return 1 << 62
+
+
+def check_image_budget(source: object, shape: tuple[int, ...], dtype: np.dtype | str) -> None:
+    """Refuse, before anything is allocated, an image whose declared size does not fit in
+    memory (counted as float32 at least, since every command works on floats)."""
+    if any(int(n) < 0 for n in shape):
+        raise InputError(f"{source}: declares a negative size {tuple(shape)}")
+    n = math.prod(int(d) for d in shape)
+    need = n * max(np.dtype(dtype).itemsize, 4)
+    budget = memory_budget()
+    if need > budget:
+        dims = "×".join(str(int(d)) for d in shape)
+        raise InputError(
+            f"{source}: declares a {dims} {np.dtype(dtype)} image, which needs "
+            f"{need / 2**30:.1f} GiB of memory but {budget / 2**30:.1f} GiB are available; "
+            "for images larger than memory use `pyquint large predict` on a TIFF, HDF5 or .npy "
+            "copy (read tile by tile), or raise PYQUINT_MEMORY_LIMIT if the memory is there"
+        )
+
+
 def _read_h5(file: Path, inner: str | None) -> tuple[np.ndarray, str | None]:
     import h5py
 
@@ -159,6 +214,12 @@ def _read_h5(file: Path, inner: str | None) -> tuple[np.ndarray, str | None]:
             if inner not in f or not isinstance(f[inner], h5py.Dataset):
                 raise InputError(f"{file}: no dataset {inner!r}")
             ds = f[inner]
+            check_image_budget(f"{file}/{inner}", ds.shape, ds.dtype)
+            if ds.size and ds.id.get_storage_size() == 0 and not ds.is_virtual and not ds.external:
+                raise InputError(
+                    f"{file}/{inner}: declares shape {ds.shape} but holds no pixel data (nothing "
+                    "was written, or the writer was interrupted); re-export the image"
+                )
             data = ds[()]
             tags = ds.attrs.get("axistags")
             return np.asarray(data), (parse_axistags(tags) if tags is not None else None)
@@ -168,14 +229,31 @@ def _read_h5(file: Path, inner: str | None) -> tuple[np.ndarray, str | None]:
         raise InputError(f"{file}: not a readable HDF5 file ({exc})") from exc
 
 
+def check_tiff_complete(tif: Any, file: Path) -> None:
+    """Refuse a TIFF whose strips or tiles point past the end of the file (a truncated copy),
+    from the header alone, before any pixel is decoded."""
+    size = file.stat().st_size
+    end = max((int(o) + int(n) for page in tif.pages
+               for o, n in zip(page.dataoffsets, page.databytecounts)), default=0)
+    if end > size:
+        raise InputError(f"{file}: truncated TIFF (its pixel data ends at byte {end} but the file "
+                         f"has {size} bytes); copy or export it again")
+
+
 def _read_tiff(file: Path) -> tuple[np.ndarray, str | None]:
     import tifffile
 
     try:
         with tifffile.TiffFile(file) as tif:
             series = tif.series[0]
+            check_image_budget(file, series.shape, series.dtype)
+            check_tiff_complete(tif, file)
             data = series.asarray()
             tiff_axes = series.axes
+    except InputError:
+        raise
+    except MemoryError:
+        raise
     except Exception as exc:  # tifffile raises many types on corrupt files
         raise InputError(f"{file}: not a readable TIFF file ({exc})") from exc
     mapping = {"Y": "y", "X": "x", "S": "c", "C": "c", "Z": "z", "T": "t", "Q": "z", "I": "z"}
@@ -185,11 +263,34 @@ def _read_tiff(file: Path) -> tuple[np.ndarray, str | None]:
     return data, axes
 
 
+_PIL_ITEMSIZE = {"I;16": 2, "I;16B": 2, "I;16L": 2, "I": 4, "F": 4}
+
+
+@contextlib.contextmanager
+def _pil_bomb_check_off() -> Iterator[None]:
+    # pyquint checks declared sizes against the memory really available (check_image_budget);
+    # Pillow's fixed 89-megapixel limit would refuse ordinary whole-brain sections.
+    from PIL import Image
+
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
 def _read_pil(file: Path) -> tuple[np.ndarray, str]:
+    import struct
+    import zlib
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(file) as im:
+        with _pil_bomb_check_off(), Image.open(file) as im:
+            width, height = im.size
+            bands = len(im.getbands())
+            check_image_budget(file, (height, width, bands), f"u{_PIL_ITEMSIZE.get(im.mode, 1)}")
             im.load()
             if im.mode in ("P", "PA"):
                 # Palette images: keep the indices (label images), as ilastik/vigra does.
@@ -202,11 +303,55 @@ def _read_pil(file: Path) -> tuple[np.ndarray, str]:
                 data = np.asarray(im.convert("RGB"))
             else:
                 data = np.asarray(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except InputError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error,
+            zlib.error, Image.DecompressionBombError) as exc:
         raise InputError(f"{file}: not a readable image ({exc})") from exc
     if data.ndim == 2:
         data = data[..., np.newaxis]
     return np.ascontiguousarray(data), "yxc"
+
+
+def _check_npy_header(file: Path) -> None:
+    """Check an .npy header's shape against the file's size and the memory budget."""
+    fmt = np.lib.format
+    try:
+        with open(file, "rb") as fh:
+            version = fmt.read_magic(fh)
+            reader = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
+            if reader is None:
+                raise ValueError(f"unsupported .npy version {version}")
+            shape, _, dtype = reader(fh, max_header_size=10_000)
+            offset = fh.tell()
+    except (OSError, ValueError, EOFError, SyntaxError) as exc:
+        raise InputError(f"{file}: not a readable .npy file ({exc})") from exc
+    if dtype.hasobject:
+        raise InputError(f"{file}: holds Python objects, which pyquint never loads; save numbers")
+    need = math.prod(shape) * dtype.itemsize
+    if file.stat().st_size - offset < need:
+        raise InputError(f"{file}: header declares shape {shape} ({need} bytes of {dtype}) but the "
+                         f"file holds only {file.stat().st_size - offset}; it is truncated")
+    check_image_budget(file, shape, dtype)
+
+
+def _read_any(file: Path, inner: str | None) -> tuple[np.ndarray, str | None]:
+    suffix = file.suffix.lower()
+    if suffix in H5_SUFFIXES:
+        return _read_h5(file, inner)
+    if suffix in TIFF_SUFFIXES:
+        return _read_tiff(file)
+    if suffix in PIL_SUFFIXES:
+        return _read_pil(file)
+    if suffix == ".npy":
+        _check_npy_header(file)
+        try:
+            return np.load(file, allow_pickle=False), None
+        except (OSError, ValueError, EOFError) as exc:
+            raise InputError(f"{file}: not a readable .npy file ({exc})") from exc
+    raise InputError(
+        f"{file}: unsupported file type {suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}"
+    )
 
 
 def read_image(path: str | os.PathLike, axes: str | None = None) -> tuple[np.ndarray, str]:
@@ -232,22 +377,11 @@ def read_image(path: str | os.PathLike, axes: str | None = None) -> tuple[np.nda
         raise InputError(f"{file}: no such file")
     if file.is_dir():
         raise InputError(f"{file}: is a folder, not an image")
-    suffix = file.suffix.lower()
-    if suffix in H5_SUFFIXES:
-        data, stored_axes = _read_h5(file, inner)
-    elif suffix in TIFF_SUFFIXES:
-        data, stored_axes = _read_tiff(file)
-    elif suffix in PIL_SUFFIXES:
-        data, stored_axes = _read_pil(file)
-    elif suffix == ".npy":
-        try:
-            data, stored_axes = np.load(file, allow_pickle=False), None
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{file}: not a readable .npy file ({exc})") from exc
-    else:
-        raise InputError(
-            f"{file}: unsupported file type {suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}"
-        )
+    try:
+        data, stored_axes = _read_any(file, inner)
+    except MemoryError:
+        raise InputError(f"{file}: does not fit in memory; use `pyquint large predict` (tile by "
+                         "tile) for images larger than memory") from None
     data = _check_dtype(np.asarray(data), file)
     if axes is not None:
         axes = _check_axes(axes, data.ndim)
@@ -259,31 +393,6 @@ def read_image(path: str | os.PathLike, axes: str | None = None) -> tuple[np.nda
 
 
 # --------------------------------------------------------------------------- writing
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
-
-    An interrupted or failed write leaves no partial output (the temporary file is removed),
-    so a later resumed batch never mistakes a broken file for a finished one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        # mkstemp creates 0600 files; give the output the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)
-        os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp_path.unlink()
-        raise
-
-
 def write_image(
     path: str | os.PathLike,
     data: np.ndarray,

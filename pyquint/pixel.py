@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from .batch import value_range
 from .errors import InputError, ModelFileError
 from .export import EXPORT_SOURCES
 from .features import FeatureSelection, compute_features, feature_bands, feature_halo, feature_names
@@ -457,6 +458,8 @@ class PixelClassifier:
         self.training_info_ = {
             "n_images": len(images), "n_samples": int(y.size), "samples_per_class": counts,
             "input_dtypes": sorted(set(dtypes)),
+            # what the images held, so that prediction can warn about unlike inputs
+            "value_range": value_range(images),
         }
         return self
 

@@ -56,10 +56,25 @@ class LazyGroup(click.Group):
         attr = "demo" if cmd_name == "demo" else "cli"
         return getattr(module, attr)
 
+    def invoke(self, ctx: click.Context):
+        # Every failure of every command is reported in one place (pyquint/cli/_errors.py).
+        from .. import _outputs
+        from ._errors import guarded, install_signal_handlers
+
+        restore = install_signal_handlers()
+        _outputs.LOCK_OUTPUT_FOLDERS = True
+        try:
+            return guarded(lambda: super(LazyGroup, self).invoke(ctx))
+        finally:
+            _outputs.LOCK_OUTPUT_FOLDERS = False
+            _outputs.release_folder_locks()
+            restore()
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pyquint")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show tracebacks (also PYQUINT_DEBUG=1).")
+def main(debug: bool) -> None:
     """pyquint: ilastik-compatible segmentation for QUINT and steinbock, without a GUI.
 
     Every command works on files or folders, shows progress bars on long work, writes its
@@ -68,3 +83,5 @@ def main() -> None:
     """
     # OpenMP busy-waiting costs several times the work on 2-core machines.
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+    if debug:
+        os.environ["PYQUINT_DEBUG"] = "1"

@@ -205,29 +205,43 @@ def threshold_cmd(proba: tuple[Path, ...], out: Path, fmt: str, overwrite: bool,
     k/255 and uint16 as k/65535. Objects are 4-connected (6 in 3-D), ids in scan order.
     """
     from ..objects.export import export_path, write_object_image
+    from ..objects.threshold import check_threshold_settings
 
     settings = _threshold_settings(None, **opts)
+    _run(check_threshold_settings, settings, "objects threshold")  # once, before any file
     files = _run(collect_inputs, proba)
+    # outputs of an earlier run found in an input folder are not inputs of this one (resume)
+    made = {export_path(out, _key(p), "Object Identities", fmt).resolve() for p in files}
+    given = {Path(p).resolve() for p in proba}
+    files = [p for p in files if p.resolve() in given or not (
+        p.resolve() in made or p.stem.endswith("_Object Identities"))] or files
     outputs = [export_path(out, _key(p), "Object Identities", fmt) for p in files]
     _run(guard_outputs, files, outputs)
     done = skipped = 0
+    failures = []
     for src, dst in progress(list(zip(files, outputs)), "threshold", len(files)):
         if dst.exists() and not overwrite:
             skipped += 1
             continue
         from ..objects import load_probabilities, threshold_objects
 
-        data, _ = _run(load_probabilities, src)
-        resolved = _run(resolve_channels, settings, data.shape[-1], src)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
-            labels = _run(threshold_objects, data,
-                          **{**resolved, "sigma": _spatial(settings["sigma"], data.ndim - 1)})
+        try:  # a bad file is reported and the batch goes on
+            data, _ = _run(load_probabilities, src)
+            resolved = _run(resolve_channels, settings, data.shape[-1], src)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
+                labels = _run(threshold_objects, data,
+                              **{**resolved, "sigma": _spatial(settings["sigma"], data.ndim - 1)})
+        except click.ClickException as exc:
+            failures.append(exc.message if str(src) in exc.message else f"{src}: {exc.message}")
+            continue
         if caught:
             click.echo(f"warning: {src}: no objects found", err=True)
         _run(write_object_image, dst, "Object Identities", labels)
         done += 1
     click.echo(f"thresholded {done} file(s), skipped {skipped} existing; output in {out}")
+    if failures:
+        raise click.ClickException(f"{len(failures)} input(s) failed: " + "; ".join(failures))
 
 
 def _sources(raw: tuple[Path, ...], proba: tuple[Path, ...], objects: tuple[Path, ...]):

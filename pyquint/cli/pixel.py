@@ -10,7 +10,14 @@ from typing import Any
 import click
 import numpy as np
 
-from ..batch import collect_inputs, guard_outputs, progress, same_file
+from ..batch import (
+    collect_inputs,
+    guard_outputs,
+    lock_outputs,
+    progress,
+    same_file,
+    unlike_training,
+)
 from ..errors import InputError, PyquintError
 from ..io import read_image, to_canonical
 
@@ -221,7 +228,7 @@ def train(images: tuple[Path, ...], labels: tuple[Path, ...], images_dir: Path |
                 raise InputError(f"{lab_path}: label image of shape {lab.shape[:-1]} does not match "
                                  f"its image {img_path} of shape {imgs[-1].shape[:-1]}")
             labs.append(lab)
-        clf.fit(imgs, labs)
+        clf.fit(imgs, labs)  # records the images' value range for warnings on unlike input
         clf.save(output)
     except PyquintError as exc:
         raise _fail(exc) from None
@@ -313,6 +320,7 @@ def predict(model: Path, inputs: tuple[Path, ...], sources: tuple[str, ...], fmt
         if not plan:
             raise InputError("no input images left (the inputs are all outputs of this command)")
         guard_outputs(list(plan), [o for outs in plan.values() for o in outs.values()])
+        lock_outputs([o for outs in plan.values() for o in outs.values()])
         todo = {p: {s: o for s, o in outs.items() if overwrite or not o.exists()}
                 for p, outs in plan.items()}
         todo = {p: outs for p, outs in todo.items() if outs}
@@ -327,6 +335,9 @@ def predict(model: Path, inputs: tuple[Path, ...], sources: tuple[str, ...], fmt
             canon, canon_axes = to_canonical(data, in_axes)
             if canon.ndim not in (3, 4):
                 raise InputError(f"axes {in_axes!r}: time series are not supported")
+            unlike = unlike_training(canon, clf.training_info_, path)
+            if unlike:
+                click.echo(f"warning: {unlike}", err=True)
             results = clf.predict_sources(canon, list(outs))
             for source, out in outs.items():
                 write_export(path, source, results[source], canon_axes, in_axes, fmt=fmt,
@@ -335,7 +346,7 @@ def predict(model: Path, inputs: tuple[Path, ...], sources: tuple[str, ...], fmt
                              export_drange=out_range, path=out)
                 written += 1
         except PyquintError as exc:
-            failures.append(f"{path}: {exc}")
+            failures.append(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
     msg = f"wrote {written} file(s)"
     if n_skipped:
         msg += f", skipped {n_skipped} existing (use --overwrite to recompute)"

@@ -54,6 +54,9 @@ _EIGEN = ("StructureTensorEigenvalues", "HessianOfGaussianEigenvalues")
 # ilastik's pre-smoothing window and stage-2 window (opPixelFeaturesPresmoothed.py).
 PRESMOOTH_WINDOW = 3.5
 FILTER_WINDOW = 2.0
+#: Largest σ accepted: a 3 500-pixel halo already exceeds any section; beyond it σ² and the
+#: window overflow (1e300 made math.ceil(inf) fail deep inside feature computation).
+MAX_SCALE = 1000.0
 
 
 def presmooth_sigma(sigma: float) -> float:
@@ -111,8 +114,8 @@ class FeatureSelection:
         if not scales:
             raise InputError("a feature selection needs at least one scale")
         for s in scales:
-            if not (math.isfinite(s) and s > 0):
-                raise InputError(f"scale {s} is not a positive finite σ")
+            if not (math.isfinite(s) and 0 < s <= MAX_SCALE):
+                raise InputError(f"scale {s} is not a positive finite σ of at most {MAX_SCALE:g}")
         matrix = np.asarray(self.matrix)
         if matrix.shape != (len(ids), len(scales)):
             raise InputError(

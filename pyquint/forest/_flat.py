@@ -17,6 +17,9 @@ NODE_ARRAYS = ("feature", "threshold", "left", "right", "value", "roots", "class
 # Limits that keep a hostile file from exhausting memory before validation can reject it.
 MAX_NODES = 200_000_000
 MAX_CLASSES = 65_536
+# vigra and scikit-learn forests stay far below this; a deeper tree is a hostile file whose
+# prediction would take hours (one step per level per pixel).
+MAX_DEPTH = 4_096
 
 
 def _as_int_array(a: Any, name: str, ndim: int) -> np.ndarray:
@@ -148,19 +151,30 @@ class FlatForest:
         if np.any(indegree != 1):
             raise ModelFileError("the node arrays do not form disjoint trees: a node has "
                                  "several parents, or none, or is a root and a child (cycle)")
-        seen = np.zeros(n, dtype=bool)
-        frontier = self.roots
-        depth = 0
-        while frontier.size:
-            seen[frontier] = True
-            inner = frontier[split[frontier]]
-            frontier = np.concatenate([self.left[inner], self.right[inner]])
-            depth += 1
-            if depth > n:  # pragma: no cover - excluded by the in-degree test
-                raise ModelFileError("the node arrays contain a cycle")
-        if not seen.all():
-            raise ModelFileError("the node arrays contain nodes that no tree reaches "
-                                 "(a detached cycle or garbage)")
+        # Depth of every node by pointer jumping over the parent array: about log2(depth)
+        # vectorised rounds instead of one Python round per level, so a 10**6-deep chain is
+        # refused in milliseconds. A node whose ancestor chain does not end at a root within
+        # MAX_DEPTH steps is either too deep or on a detached cycle.
+        parent = np.full(n, -1, dtype=np.int64)
+        inner = np.flatnonzero(split)
+        parent[self.left[inner]] = inner
+        parent[self.right[inner]] = inner
+        depth = (parent >= 0).astype(np.int64)
+        anc = parent.copy()
+        for _ in range(MAX_DEPTH.bit_length() + 1):  # covers chains up to 2 * MAX_DEPTH
+            live = np.flatnonzero(anc >= 0)
+            if live.size == 0:
+                break
+            up = anc[live]
+            depth[live] += depth[up]
+            anc[live] = anc[up]
+        if depth[anc < 0].max(initial=0) > MAX_DEPTH:
+            raise ModelFileError(f"a tree is deeper than {MAX_DEPTH} levels; vigra and "
+                                 "scikit-learn forests never are (a damaged or hostile file)")
+        if np.any(anc >= 0):
+            raise ModelFileError(f"the node arrays contain nodes that no tree reaches within "
+                                 f"{MAX_DEPTH} levels (a detached cycle, garbage, or a tree far "
+                                 "deeper than vigra or scikit-learn grow)")
         # Keep leaves canonical so that files compare equal and the kernel never reads them.
         self.feature = np.where(leaf, -1, self.feature).astype(np.int32)
         self.threshold = np.where(leaf, 0.0, self.threshold)

@@ -13,8 +13,8 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError, ModelFileError
-from ..io import atomic_output
-from ._flat import MAX_NODES, NODE_ARRAYS, FlatForest
+from ..io import atomic_output, memory_budget
+from ._flat import MAX_CLASSES, MAX_NODES, NODE_ARRAYS, FlatForest
 
 FORMAT_NAME = "pyquint-model"
 FORMAT_VERSION = 1
@@ -105,7 +105,8 @@ def _attr_int(attrs: Any, key: str, where: str) -> int:
     return int(value)
 
 
-def _read_dataset(group: Any, name: str, where: str) -> np.ndarray:
+def _dataset(group: Any, name: str, where: str) -> Any:
+    """The dataset ``forest/name``, checked for what it is before any of it is read."""
     import h5py
 
     link = group.get(name, getlink=True)
@@ -121,12 +122,94 @@ def _read_dataset(group: Any, name: str, where: str) -> np.ndarray:
     unknown = set(ds._filters) - _ALLOWED_FILTERS
     if unknown:
         raise ModelFileError(f"{where}: 'forest/{name}' uses unsupported filters {sorted(unknown)}")
-    if ds.dtype.kind not in "iuf" or ds.ndim > 2:
+    if ds.dtype.kind not in "iuf" or ds.ndim != (2 if name == "value" else 1):
         raise ModelFileError(f"{where}: 'forest/{name}' has unsupported type {ds.dtype} "
                              f"or shape {ds.shape}")
-    if ds.size > MAX_NODES * (64 if name == "value" else 1):
-        raise ModelFileError(f"{where}: 'forest/{name}' is implausibly large ({ds.shape})")
-    return np.asarray(ds[()])
+    return ds
+
+
+# deflate never packs more than ~1032:1; a dataset "holding" more than this per stored byte
+# was declared without being written (an HDF5 bomb), whatever its filters say.
+_MAX_PACKING = 1100
+
+
+def _check_declared(datasets: Mapping[str, Any], where: str) -> None:
+    """Limits derived from the file's own counts, checked on the declared shapes before any
+    array is allocated: every per-node array has n_nodes entries, ``value`` is exactly
+    (n_nodes, n_classes), and the whole must fit in memory and in the bytes really stored."""
+    n = datasets["feature"].shape[0]
+    if not 1 <= n <= MAX_NODES:
+        raise ModelFileError(f"{where}: a forest needs 1..{MAX_NODES} nodes, not {n}")
+    n_classes = datasets["classes"].shape[0]
+    if not 1 <= n_classes <= MAX_CLASSES:
+        raise ModelFileError(f"{where}: a forest needs 1..{MAX_CLASSES} classes, not {n_classes}")
+    expected = {"threshold": (n,), "left": (n,), "right": (n,), "value": (n, n_classes)}
+    for name, shape in expected.items():
+        if datasets[name].shape != shape:
+            raise ModelFileError(f"{where}: 'forest/{name}' is declared {datasets[name].shape}, but "
+                                 f"the file's {n} nodes and {n_classes} classes need {shape}")
+    n_roots = datasets["roots"].shape[0]
+    if not 1 <= n_roots <= n:
+        raise ModelFileError(f"{where}: {n_roots} trees for {n} nodes is impossible")
+    need = sum(int(ds.size) * 8 for ds in datasets.values())  # read as int64/float64 at most
+    if need > memory_budget():
+        raise ModelFileError(f"{where}: the forest needs {need / 2**30:.1f} GiB of memory, more "
+                             "than is available")
+    for name, ds in datasets.items():
+        stored = ds.id.get_storage_size()
+        if ds.nbytes > (1 << 20) and stored * _MAX_PACKING < ds.nbytes:
+            raise ModelFileError(f"{where}: 'forest/{name}' declares {ds.nbytes} bytes but stores "
+                                 f"only {stored}; the file is damaged or hostile")
+
+
+_INT_RANGES = {
+    "n_classes": (1, MAX_CLASSES),
+    "n_input_channels": (1, 4096),
+    "n_channels": (1, 4096),
+    "ndim": (2, 3),
+    "n_trees": (1, 100_000),
+    "seed": (0, 2**64 - 1),
+}
+
+
+def check_metadata(metadata: Mapping[str, Any], where: str) -> None:
+    """Check the range of every metadata value this package knows (old files lack some keys;
+    present ones must make sense: a class count of 10**9 or a colour of 300 is refused)."""
+    for key, (lo, hi) in _INT_RANGES.items():
+        if key in metadata:
+            v = metadata[key]
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise ModelFileError(f"{where}: invalid metadata {key!r} must be an integer in "
+                                     f"{lo}..{hi}, not {v!r}")
+    names = metadata.get("class_names")
+    if names is not None and (not isinstance(names, list) or not 1 <= len(names) <= MAX_CLASSES
+                              or not all(isinstance(x, str) and len(x) <= 1000 for x in names)):
+        raise ModelFileError(f"{where}: invalid metadata 'class_names' must be a list of short strings")
+    colors = metadata.get("class_colors")
+    if colors is not None and (
+            not isinstance(colors, list)
+            or not all(isinstance(c, list) and len(c) == 3 and all(
+                isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= 255 for x in c)
+                for c in colors)):
+        raise ModelFileError(f"{where}: invalid metadata 'class_colors' must be [r, g, b] triples of 0..255")
+    if "rounding" in metadata and metadata["rounding"] not in ("fast", "exact", "muladd"):
+        raise ModelFileError(f"{where}: invalid metadata 'rounding' must be fast, exact or muladd, not "
+                             f"{metadata['rounding']!r}")
+    features = metadata.get("features")
+    if isinstance(features, Mapping) and "scales" in features:
+        from ..features import FeatureSelection
+
+        try:
+            FeatureSelection.from_dict(features)
+        except InputError as exc:
+            raise ModelFileError(f"{where}: invalid metadata 'features': {exc}") from None
+    training = metadata.get("training")
+    if isinstance(training, Mapping) and "value_range" in training:
+        vr = training["value_range"]
+        if (not isinstance(vr, list) or len(vr) != 2
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vr)
+                or not vr[0] <= vr[1]):
+            raise ModelFileError(f"{where}: invalid metadata 'training.value_range' must be [min, max]")
 
 
 def load_model(
@@ -189,13 +272,16 @@ def load_model(
             if not isinstance(link, h5py.HardLink) or not isinstance(f["forest"], h5py.Group):
                 raise ModelFileError(f"{where}: group 'forest' is missing")
             g = f["forest"]
-            arrays: dict[str, Any] = {name: _read_dataset(g, name, where) for name in NODE_ARRAYS}
+            datasets = {name: _dataset(g, name, where) for name in NODE_ARRAYS}
+            _check_declared(datasets, where)
+            arrays: dict[str, Any] = {name: np.asarray(ds[()]) for name, ds in datasets.items()}
             arrays["n_features"] = _attr_int(g.attrs, "n_features", where)
             arrays["split_rule"] = _attr_str(g.attrs, "split_rule", where)
-    except ModelFileError:
+    except (ModelFileError, InputError):
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise ModelFileError(f"{where}: corrupt or truncated model file ({exc})") from exc
+    check_metadata(metadata, where)
     try:
         forest = FlatForest.from_arrays(arrays)
     except ModelFileError as exc:

@@ -113,9 +113,9 @@ def main(argv: list[str] | None = None) -> None:
                    convertStrings=True)
     # The watchdog must be running before the macro: its first dialog blocks the main thread.
     threading.Thread(target=_watch, args=(ns.result, 0.05), daemon=True).start()
-    IJ, Prefs = jpype.JClass("ij.IJ"), jpype.JClass("ij.Prefs")
-    Prefs.load(None, None)  # what ImageJ.main does for -batch
-    try:
+    try:  # a damaged jar fails here: report it and leave at once (no JVM shutdown wait)
+        IJ, Prefs = jpype.JClass("ij.IJ"), jpype.JClass("ij.Prefs")
+        Prefs.load(None, None)  # what ImageJ.main does for -batch
         value = IJ.runMacroFile(ns.macro, ns.arg)
     except Exception as exc:  # noqa: BLE001 - report any Java/Python failure
         _write_result(ns.result, {"status": "exception", "title": type(exc).__name__, "text": str(exc)})

@@ -73,7 +73,7 @@ def start_jvm(
     jpype = _jpype()
     with _LOCK:
         if jpype.isJVMStarted():
-            _check_ij_loadable(jpype)
+            _check_ij_loadable(jpype, _STARTED.get("install"))
             _STARTED["ready"] = True
             return _STARTED.get("install")
         install = imagej if isinstance(imagej, ImageJInstall) else find_imagej(imagej)
@@ -84,7 +84,9 @@ def start_jvm(
                 lib = jpype.getDefaultJVMPath()
             except Exception as exc:  # JVMNotFoundException and friends
                 raise ImageJError(f"cannot find the JVM library of {java_exe}: {exc}") from exc
-        args = ["-Djava.awt.headless=true", *options]
+        from .runner import CRASH_OPTIONS
+
+        args = ["-Djava.awt.headless=true", *CRASH_OPTIONS, *options]
         if install.root is not None:
             args.append(f"-Dplugins.dir={install.root / 'plugins'}")
         try:
@@ -93,7 +95,7 @@ def start_jvm(
             raise ImageJError(f"could not start Java ({lib}): {exc}") from exc
         _STARTED["install"] = install
         _release_creating_thread(jpype)
-        _check_ij_loadable(jpype)
+        _check_ij_loadable(jpype, install)
         _STARTED["ready"] = True
         return install
 
@@ -114,10 +116,16 @@ def _release_creating_thread(jpype) -> None:
             jpype.detachThreadFromJVM()
 
 
-def _check_ij_loadable(jpype) -> None:
+def _check_ij_loadable(jpype, started: ImageJInstall | None = None) -> None:
     try:
         jpype.JClass("ij.IJ")
     except Exception as exc:
+        if started is not None:  # we started this JVM: the jar itself is the problem
+            raise ImageJError(
+                f"{started.ij_jar}: Java started but cannot load ImageJ from this jar "
+                f"({type(exc).__name__}); it is damaged or not ImageJ; check it with "
+                f"unzip -t {started.ij_jar}"
+            ) from exc
         raise ImageJError(
             "a JVM is already running in this process without ImageJ on its classpath; "
             "ImageJ must be chosen before the first JVM start (one JVM per process)"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -216,7 +217,7 @@ def macro_command(
     """
     install = imagej if isinstance(imagej, ImageJInstall) else find_imagej(imagej)
     home = Path(home) if home is not None else (install.root or prepare_home())
-    cmd = [str(find_java(java, install)), f"-Dplugins.dir={home}"]
+    cmd = [str(find_java(java, install)), f"-Dplugins.dir={home}", *CRASH_OPTIONS]
     if memory:
         cmd.append(f"-Xmx{memory}")
     cmd += ["-jar", str(install.ij_jar), "-batch", str(macro_file)]
@@ -311,12 +312,45 @@ def run_macro(
         ]
         # ImageJ 1.x loads plugin jars from plugins.dir itself: ij.jar alone is the classpath.
         cmd.append(f"--classpath={install.ij_jar}")
+        cmd += [f"--option={o}" for o in CRASH_OPTIONS]
         if memory:
             cmd.append(f"--option=-Xmx{memory}")
         if arg:
             cmd.append(f"--arg={arg}")
         cmd.append(str(macro_path))
         return _run(cmd, timeout, result_file, stack, aborted_ok=aborted_ok)
+
+
+#: A crashing JVM writes its report into the temp folder, never into the user's folder.
+CRASH_LOG = os.path.join(tempfile.gettempdir(), "pyquint-hs_err_pid%p.log")
+CRASH_OPTIONS = (f"-XX:ErrorFile={CRASH_LOG}", "-XX:-CreateCoredumpOnCrash")
+
+
+def _crash_message(cmd: list[str], returncode: int, text: str) -> str | None:
+    """One line for a JVM that died (a signal, or HotSpot's fatal-error report), else None."""
+    if not (returncode < 0 or returncode in (134, 137, 139)
+            or "A fatal error has been detected by the Java Runtime" in text):
+        return None
+    jar = next((a.split("=", 1)[1] for a in cmd if a.startswith("--classpath=")), None)
+    if jar is None and "-jar" in cmd:
+        jar = cmd[cmd.index("-jar") + 1]
+    java = cmd[cmd.index("--jvm") + 1] if "--jvm" in cmd[:-1] else None
+    if java is None:
+        java = next((a for a in cmd if os.path.basename(a) in ("java", "java.exe")), "java")
+    return (f"ImageJ's Java process crashed (exit status {returncode}) running {jar} with {java}; "
+            f"check the jar (unzip -t {jar}) and Java (java -version); crash report: "
+            f"{CRASH_LOG.replace('%p', '*')}")
+
+
+def _no_result_message(cmd: list[str], returncode: int, text: str) -> str:
+    """One line for a worker that ended before reporting: the Java/Python error that ended it."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    causes = [ln for ln in lines if re.search(r"(Error|Exception)\b.*:\s*\S", ln)
+              and "JVMNotRunning" not in ln and not ln.startswith(("File ", "Exception in thread"))]
+    cause = (causes[-1] if causes else lines[-1] if lines else "no output")[:300]
+    jar = next((a.split("=", 1)[1] for a in cmd if a.startswith("--classpath=")), "ij.jar")
+    return (f"ImageJ ended without a result (exit status {returncode}): {cause}; check the jar "
+            f"(unzip -t {jar}) and Java (java -version)")
 
 
 def _tail(text: str, n: int = 2000) -> str:
@@ -366,15 +400,16 @@ def _run(
             continue
         break
     seconds = time.monotonic() - start
+    crash = _crash_message(cmd, proc.returncode, out + err)
+    if crash and (result_file is None or not result_file.is_file()):
+        raise ImageJError(crash)
     result = MacroResult(out, err, None, seconds, cmd)
     if result_file is None:
         if proc.returncode != 0 or "HeadlessException" in out + err:
             raise ImageJError(f"ImageJ failed (exit status {proc.returncode}):\n{_tail(out + err)}")
         return result
     if not result_file.is_file():
-        raise ImageJError(
-            f"ImageJ ended without a result (exit status {proc.returncode}):\n{_tail(out + err)}"
-        )
+        raise ImageJError(_no_result_message(cmd, proc.returncode, out + err))
     status = json.loads(result_file.read_text(encoding="utf-8"))
     result.value = status.get("value")
     kind = status["status"]

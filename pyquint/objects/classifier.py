@@ -25,6 +25,7 @@ from .features import (
     feature_matrix,
     resolve_features,
 )
+from .threshold import check_threshold_settings
 
 __all__ = ["ObjectClassifier", "ObjectLabelWarning", "object_labels_from_image", "read_object_label_table"]
 
@@ -364,6 +365,11 @@ class ObjectClassifier:
             model.n_training_objects_ = int(meta.get("n_training_objects", 0))
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{path}: incomplete object-model metadata ({exc})") from exc
+        if model.threshold is not None:
+            try:
+                model.threshold = check_threshold_settings(model.threshold, path)
+            except InputError as exc:
+                raise ModelFileError(str(exc)) from None
         if len(model.feature_columns_) != forest.n_features:
             raise ModelFileError(f"{path}: {len(model.feature_columns_)} feature columns but the "
                                  f"forest takes {forest.n_features}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -42,6 +43,8 @@ METHODS = ("simple", "hysteresis")
 # vigra's gaussianSmoothing(window_size=2.0) as called by ilastik's OpAnisotropicGaussianSmoothing5d.
 WINDOW_SIZE = 2.0
 MIN_SIGMA = 0.1
+#: A larger σ would need a kernel wider than any image (and overflows int at 1e300).
+MAX_SIGMA = 1000.0
 
 
 # --------------------------------------------------------------------------- input
@@ -157,9 +160,51 @@ def _sigmas(sigma: float | Sequence[float], ndim: int) -> tuple[float, ...]:
         values = values[1:]  # (z, y, x) as ilastik stores it, for a 2-D image
     if len(values) != ndim:
         raise InputError(f"sigma {sigma!r}: give one value per spatial axis ({ndim}) or one for all")
-    if any(not np.isfinite(s) or s < 0 for s in values):
-        raise InputError(f"sigma {sigma!r}: values must be finite and >= 0")
+    if any(not np.isfinite(s) or not 0 <= s <= MAX_SIGMA for s in values):
+        raise InputError(f"sigma {sigma!r}: values must lie in 0..{MAX_SIGMA:g}")
     return values
+
+
+_SETTING_TYPES = {"channel": int, "core_channel": int, "min_size": int, "max_size": int,
+                  "threshold": float, "high_threshold": float, "method": str}
+
+
+def check_threshold_settings(settings: Any, where: object) -> dict[str, Any]:
+    """Validate stored :func:`threshold_objects` settings (an object model's ``threshold``
+    metadata) by type and range, so that a damaged file fails on load with one line, not
+    deep inside a batch."""
+    if not isinstance(settings, dict):
+        raise InputError(f"{where}: threshold settings must be a JSON object, not "
+                         f"{type(settings).__name__}")
+    unknown = set(settings) - set(_SETTING_TYPES) - {"sigma"}
+    if unknown:
+        raise InputError(f"{where}: unknown threshold setting(s) {sorted(unknown)}")
+    for key, kind in _SETTING_TYPES.items():
+        if key not in settings:
+            continue
+        v = settings[key]
+        ok = (isinstance(v, str) if kind is str else
+              isinstance(v, int) and not isinstance(v, bool) if kind is int else
+              isinstance(v, (int, float)) and not isinstance(v, bool))
+        if not ok:
+            raise InputError(f"{where}: threshold setting {key!r} must be {kind.__name__}, not {v!r}")
+    if "method" in settings and settings["method"].lower() not in METHODS:
+        raise InputError(f"{where}: threshold method {settings['method']!r}: use {', '.join(METHODS)}")
+    for key in ("threshold", "high_threshold"):
+        if key in settings and not (np.isfinite(settings[key]) and 0 <= settings[key] <= 1):
+            raise InputError(f"{where}: threshold setting {key!r} = {settings[key]!r} must lie in [0, 1]")
+    for key in ("channel", "core_channel", "min_size", "max_size"):
+        if key in settings and not 0 <= settings[key] < 2**62:
+            raise InputError(f"{where}: threshold setting {key!r} = {settings[key]!r} must be >= 0")
+    if "sigma" in settings:
+        sigma = settings["sigma"]
+        values = sigma if isinstance(sigma, list) else [sigma]
+        if not 1 <= len(values) <= 3 or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in values):
+            raise InputError(f"{where}: threshold setting 'sigma' must be a number or 2-3 numbers")
+        _sigmas(values[0] if len(values) == 1 else tuple(values),
+                len(values) if len(values) > 1 else 2)
+    return dict(settings)
 
 
 def smooth(image: np.ndarray, sigma: float | Sequence[float] = 1.0) -> np.ndarray:

@@ -31,8 +31,9 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from ..errors import InputError
+from ..io import temp_prefix
 from .images import DISPLAY_MODE, H5_LIBVER, list_ilastik_files, to_float32
-from .project import relative_path, write_prediction_export, write_raw_data
+from .project import relative_path, require_pixel_project, write_prediction_export, write_raw_data
 
 __all__ = ["FixResult", "fix", "fix_crop_array"]
 
@@ -323,6 +324,7 @@ def fix(
         raise InputError(f"{project_file}: project file does not exist")
     if not crop_dir.is_dir():
         raise InputError(f"{crop_dir}: crop folder does not exist")
+    require_pixel_project(project_file)
     if axis_order is not None:
         axis_order = axis_order.strip().lower()
     probab_rel = relative_path(probab_dir, project_file)
@@ -372,7 +374,7 @@ def _apply(project_file: Path, plans, plans_by_stem, crop_rel, probab_rel, resul
     temps: list[Path] = []
 
     def temp_beside(path: Path, suffix: str) -> Path:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=suffix, dir=path.parent)
         os.close(fd)
         temps.append(Path(name))
         return Path(name)
@@ -397,7 +399,8 @@ def _apply(project_file: Path, plans, plans_by_stem, crop_rel, probab_rel, resul
             ilp_backup, crop_backup, crop_files = backup
             tmp_bak = temp_beside(project_file, ".tmp.bak")
             shutil.copyfile(project_file, tmp_bak)
-            tmp_dir = Path(tempfile.mkdtemp(prefix=f".{crop_backup.name}.", dir=crop_backup.parent))
+            tmp_dir = Path(tempfile.mkdtemp(prefix=temp_prefix(crop_backup.name), suffix=".tmp",
+                                            dir=crop_backup.parent))
             temps.append(tmp_dir)
             for crop in crop_files:  # flat, by name, as steinbock does
                 shutil.copyfile(crop, tmp_dir / crop.name)

@@ -115,13 +115,21 @@ def steinbock_image_shape(path: str | os.PathLike) -> tuple[int, int, int]:
     """The CYX shape of a steinbock image from its TIFF header (no pixels are read)."""
     import tifffile
 
+    from ..io import check_image_budget, check_tiff_complete
+
     path = Path(path)
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             shape = tuple(series.get_shape(False)) if hasattr(series, "get_shape") else series.shape
+            dtype = series.dtype
+            # a truncated copy is found here, before any output is written
+            check_tiff_complete(tif, path)
+    except InputError:
+        raise
     except Exception as exc:  # tifffile raises many types on corrupt files
         raise InputError(f"{path}: not a readable TIFF file ({exc})") from exc
+    check_image_budget(path, shape, dtype)
     return _fix_image_shape(path, tuple(int(s) for s in shape))[0]
 
 

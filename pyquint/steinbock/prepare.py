@@ -189,6 +189,8 @@ def prepare(
             f"{project_file}: project exists (it may hold your labels); use --overwrite to replace it"
         )
     relative_path(Path(crop_out) / "x.h5", project_file)  # fail before writing anything
+    for f in img_files:  # the whole batch is checked (readable, complete) before any write
+        steinbock_image_shape(f)
     _check_channels(img_files, panel, groups)
     img_out, crop_out = Path(img_out), Path(crop_out)
     out_files = [img_out / ilastik_image_name(f) for f in img_files]

@@ -197,6 +197,42 @@ def create_project(
     return project_file
 
 
+def _as_text(value) -> str:
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value[()]
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def require_pixel_project(project_file: str | os.PathLike) -> None:
+    """Prove that ``project_file`` is an ilastik Pixel Classification project before anything
+    is planned or written (any other HDF5 file is refused, never patched)."""
+    import h5py
+
+    from ..ilastik._version import PIXEL_WORKFLOWS, check_version
+
+    project_file = Path(project_file)
+
+    try:
+        if not h5py.is_hdf5(project_file):
+            raise InputError(f"{project_file}: not an ilastik project (not an HDF5 file); nothing "
+                             "was changed")
+        with h5py.File(project_file, "r", locking=False) as f:
+            name = _as_text(f["workflowName"][()]) if isinstance(f.get("workflowName"), h5py.Dataset) else None
+            version = _as_text(f["ilastikVersion"][()]) if isinstance(f.get("ilastikVersion"), h5py.Dataset) else None
+    except InputError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise InputError(f"{project_file}: not a readable ilastik project ({exc})") from exc
+    if name is None:
+        raise InputError(f"{project_file}: not an ilastik project (no 'workflowName'); nothing "
+                         "was changed")
+    if name not in PIXEL_WORKFLOWS:
+        raise InputError(f"{project_file}: an ilastik {name!r} project, not Pixel Classification; "
+                         "steinbock fix only patches pixel classifiers, nothing was changed")
+    if version is not None:
+        check_version(version, project_file)
+
+
 def write_labels(project_file: str | os.PathLike, labels: Sequence[np.ndarray | None]) -> Path:
     """Store label images for the lanes of a steinbock project (replacing its LabelSets).
 
@@ -217,6 +253,7 @@ def write_labels(project_file: str | os.PathLike, labels: Sequence[np.ndarray | 
     import h5py
 
     project_file = Path(project_file)
+    require_pixel_project(project_file)
     with h5py.File(project_file, "r") as f:
         infos = f.get("Input Data/infos")
         lanes = sorted(infos) if infos is not None else []

@@ -20,6 +20,7 @@ from ..errors import InputError
 from ..io import (
     H5_SUFFIXES,
     TIFF_SUFFIXES,
+    check_tiff_complete,
     guess_axes,
     parse_axistags,
     read_image,
@@ -197,6 +198,10 @@ class H5Image(LazyImage):
         if len(axes) != ds.ndim:
             axes = guess_axes(ds.shape)
         self.path = f"{self._file}/{self._inner}"
+        if ds.size and ds.id.get_storage_size() == 0 and not ds.is_virtual and not ds.external:
+            self.close()
+            raise InputError(f"{self.path}: declares shape {ds.shape} but holds no pixel data "
+                             "(nothing was written, or the writer was interrupted); re-export it")
         self._set_layout(ds.shape, axes.lower(), ds.dtype)
         self._ds = ds
         return ds
@@ -252,6 +257,10 @@ class TiffImage(LazyImage):
             page = series.pages[0] if hasattr(series, "pages") else tif.pages[0]
             page = page.keyframe if hasattr(page, "keyframe") else page
             n_pages = len(series.pages) if hasattr(series, "pages") else 1
+            check_tiff_complete(tif, Path(self.path))
+        except InputError:
+            tif.close()
+            raise
         except Exception as exc:  # tifffile raises many types on corrupt files
             raise InputError(f"{self.path}: not a readable TIFF file ({exc})") from exc
         if n_pages != 1:

@@ -225,7 +225,7 @@ def _pixel_model(config: QuintConfig, sections: list[Path], out_dir: Path):
         except (OSError, ValueError) as exc:
             raise InputError(f"pixel.features: {path} is not a readable selection JSON ({exc})") from exc
     clf = PixelClassifier(features=selection, n_trees=p.trees, seed=p.seed, class_names=p.class_names)
-    clf.fit(images, labels)
+    clf.fit(images, labels)  # records the images' value range for warnings on unlike input
     model_path = out_dir / "pixel_model.h5"
     clf.save(model_path)
     return clf, list(clf.class_names_), model_path
