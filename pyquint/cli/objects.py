@@ -208,7 +208,9 @@ def threshold_cmd(proba: tuple[Path, ...], out: Path, fmt: str, overwrite: bool,
     from ..objects.threshold import check_threshold_settings
 
     settings = _threshold_settings(None, **opts)
-    _run(check_threshold_settings, settings, "objects threshold")  # once, before any file
+    # once, before any file; a channel left None is the maps' last class, resolved per file
+    _run(check_threshold_settings, {k: v for k, v in settings.items() if v is not None},
+         "objects threshold")
     files = _run(collect_inputs, proba)
     # outputs of an earlier run found in an input folder are not inputs of this one (resume)
     made = {export_path(out, _key(p), "Object Identities", fmt).resolve() for p in files}

@@ -63,7 +63,7 @@ def world(tmp_path_factory) -> World:
     obj_model = root / "objects.h5"
     obj_labels = root / "sample" / "object_labels" / "brain_s001.png"
     r = H.run_inprocess(["objects", "train", "--raw", sec, "--proba", proba, "--labels", obj_labels,
-                         "--trees", "3", "--seed", "1", "--channel", "1", "--threshold", "0.5",
+                         "--trees", "3", "--seed", "1", "--channel", "2", "--threshold", "0.5",
                          "--min-size", "3", "-m", obj_model])
     assert r.code == 0, r.stderr + r.stdout
     return World(root, sec, lab, model, proba, obj_model, obj_labels)
