@@ -114,8 +114,11 @@ def _describe(project: Any) -> dict[str, Any]:
     lanes = [
         {"lane": lane.index, "role": lane.role, "nickname": lane.nickname, "location": lane.location,
          "path": lane.file_path, "axes": lane.axes, "shape": list(lane.shape) if lane.shape else None,
+         "canonical_axes": lane.canonical_axes if lane.role == "Raw Data" else None,
          "found": lane.exists,
-         "label_blocks": sum(1 for b in project.label_blocks if b.lane == lane.index)}
+         "label_blocks": sum(1 for b in project.label_blocks if b.lane == lane.index),
+         "frame_labels": (project.frame_label_counts(lane.index) if lane.role == "Raw Data"
+                          else {})}
         for role_lanes in project.roles.values() for lane in role_lanes
     ]
     features = None
@@ -125,7 +128,7 @@ def _describe(project: Any) -> dict[str, Any]:
                 for fid, row in zip(project.feature_ids, project.selection_matrix)}
         shape = project.lane_shape(0) if project.lanes else None
         n_in = shape[-1] if shape else 1
-        ndim = len(project.lanes[0].canonical_axes) - 1 if project.lanes else 2
+        ndim = len(project.lanes[0].canonical_axes.replace("t", "")) - 1 if project.lanes else 2
         features = {"selected": rows, "scales": list(project.scales),
                     "compute_in_2d": project.compute_in_2d,
                     "channels": sel.n_channels(n_in, ndim)}
@@ -137,6 +140,13 @@ def _describe(project: Any) -> dict[str, Any]:
         "forest": forest or None, "export_settings": project.export_settings,
         "threshold_settings": project.threshold_settings or None,
     }
+
+
+def info_names(info: dict[str, Any]) -> list[str]:
+    """Label names for per-frame counts (``Label k`` where the project names none)."""
+    names = [lab["name"] for lab in info["labels"]]
+    n = max((len(c) for lane in info["lanes"] for c in lane["frame_labels"].values()), default=0)
+    return names + [f"Label {k + 1}" for k in range(len(names), n)]
 
 
 @cli.command("info", context_settings={"help_option_names": ["-h", "--help"]})
@@ -164,6 +174,12 @@ def info_cmd(project: str, as_json: bool) -> None:
         found = "" if lane["found"] else "  [MISSING]"
         click.echo(f"    {lane['lane']} {lane['role']}: {lane['nickname']} ({lane['location']}: "
                    f"{lane['path']}) axes {lane['axes']} shape {lane['shape']}{found}")
+        if lane["canonical_axes"]:
+            click.echo(f"      classified as {lane['canonical_axes']}")
+        for t, counts in lane["frame_labels"].items():
+            where = f"frame t={t}" if "t" in (lane["canonical_axes"] or "") else "labels"
+            click.echo(f"      {where}: " + ", ".join(
+                f"{name} {n}" for name, n in zip(info_names(info), counts)))
     if info["missing_files"]:
         click.echo(f"  missing files: {', '.join(info['missing_files'])}")
     feats = info["features"]

@@ -195,6 +195,24 @@ class IlastikProject:
             np.copyto(region, b.data, where=b.data > 0)
         return out
 
+    def frame_label_counts(self, lane: int) -> dict[int, list[int]]:
+        """Labelled pixels per class (index 0 = class 1) of each time point of ``lane`` that
+        holds labels; a lane without a time axis is frame 0."""
+        n = self.n_classes
+        out: dict[int, np.ndarray] = {}
+        for b in self.label_blocks:
+            if b.lane != lane:
+                continue
+            if "t" not in b.axes:
+                out[0] = out.get(0, np.zeros(n, np.int64)) + b.counts(n)
+                continue
+            ti = b.axes.index("t")
+            for k, t in enumerate(range(b.start[ti], b.stop[ti])):
+                frame = np.take(b.data, k, axis=ti)
+                counts = np.bincount(frame.ravel(), minlength=n + 1)[1 : n + 1]
+                out[t] = out.get(t, np.zeros(n, np.int64)) + counts
+        return {t: c.tolist() for t, c in sorted(out.items()) if c.any()}
+
     def lane_shape(self, lane: int) -> tuple[int, ...] | None:
         """The lane's image shape in canonical axes, if recorded in the project."""
         info = self.lanes[lane] if lane < len(self.lanes) else None
@@ -411,12 +429,18 @@ def _read_lane(f: Any, group: Any, index: int, role: str, project_path: Path) ->
     klass = str(values.get("__class__", ""))
     internal = location == "ProjectInternal" or klass == "ProjectInternalDatasetInfo"
     axes = parse_axistags(values["axistags"]) if "axistags" in values else None
+    if axes is None and "axisorder" in values:  # ilastik 1.0-1.1 kept a plain order string
+        axes = str(values["axisorder"]).lower() or None
     shape = values.get("shape")
     shape = tuple(int(s) for s in np.atleast_1d(shape)) if shape is not None else None
     internal_path = None
     resolved: str | None = None
     if internal:
         internal_path = str(values.get("inner_path") or file_path)
+        dataset_id = str(values.get("datasetId", ""))
+        if internal_path not in f and dataset_id and f"Input Data/local_data/{dataset_id}" in f:
+            # before 1.3 filePath kept the original file; the copy is named by datasetId
+            internal_path = f"Input Data/local_data/{dataset_id}"
         exists = internal_path in f
         if exists and shape is None:
             shape = tuple(f[internal_path].shape)
