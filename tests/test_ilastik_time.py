@@ -213,3 +213,24 @@ def test_ilastik12_txyzc_project(series2d, tmp_path: Path) -> None:
         assert parse_axistags(ds.attrs["axistags"]) == "txyzc"
         got = ds[()][:, :, :, 0, :].transpose(0, 2, 1, 3)
     assert np.array_equal(got, expected)
+
+
+def test_pixel_cli_predicts_time_series_frame_by_frame(series2d, tmp_path: Path) -> None:
+    series, labels = series2d
+    sel = _selection()
+    clf = PixelClassifier(features=sel, n_trees=N_TREES, seed=0, class_names=["bg", "blob"])
+    clf.fit([series[0][..., None]], [labels[0]])
+    model = clf.save(tmp_path / "model.h5")
+    data = tmp_path / "movie.h5"
+    with h5py.File(data, "w") as f:
+        f.create_dataset("data", data=series[..., None]).attrs["axistags"] = axistags_json("tyxc")
+    env = {"PYTHONPATH": str(ROOT), "PYQUINT_NO_PROGRESS": "1", "PATH": "/usr/bin:/bin"}
+    res = subprocess.run([sys.executable, "-m", "pyquint", "pixel", "predict", str(model),
+                          f"{data}/data", "-o", str(tmp_path / "out")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    with h5py.File(tmp_path / "out" / "movie-data_Probabilities.h5", "r") as f:
+        assert parse_axistags(f["exported_data"].attrs["axistags"]) == "tyxc"
+        got = f["exported_data"][()]
+    for t in range(series.shape[0]):
+        assert np.array_equal(got[t], clf.predict_proba(series[t][..., None]))
