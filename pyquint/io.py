@@ -228,6 +228,10 @@ def read_image(path: str | os.PathLike, axes: str | None = None) -> tuple[np.nda
     axes : str
         One letter per dimension of ``data`` over ``tzyxc``.
     """
+    from .zarrio import is_zarr_path, read_zarr
+
+    if is_zarr_path(path):  # an OME-Zarr / zarr store is a folder
+        return read_zarr(path, axes)
     file, inner = split_h5_path(path)
     if not file.exists():
         raise InputError(f"{file}: no such file")
@@ -266,6 +270,13 @@ def stored_axes(path: str | os.PathLike) -> str | None:
     TIFF the axes of tifffile's first series; ``.npy`` files never record axes. Only the
     metadata is read.
     """
+    from .zarrio import is_zarr_path, open_zarr
+
+    if is_zarr_path(path):
+        try:
+            return open_zarr(path)[1]
+        except InputError:
+            return None
     file, inner = split_h5_path(path)
     suffix = file.suffix.lower()
     if suffix in PIL_SUFFIXES:

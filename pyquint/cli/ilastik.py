@@ -36,8 +36,8 @@ def _fail(exc: PyquintError) -> click.ClickException:
               help=f"What to export: {SOURCES_HELP} (case-insensitive; default Probabilities). "
                    "Repeat it to write several results from one feature computation.")
 @click.option("--output_format", "--output-format", "output_format",
-              help="hdf5, compressed hdf5, png, tiff or npy (default: the project's setting, "
-                   "else hdf5).")
+              help="hdf5, compressed hdf5, png, tiff, npy or ome-zarr (default: the project's "
+                   "setting, else hdf5).")
 @click.option("--output_filename_format", "--output-filename-format", "output_filename_format",
               help="Output path pattern with {dataset_dir}, {nickname}, {result_type} "
                    "(default: the project's, else {dataset_dir}/{nickname}_{result_type}); "
@@ -54,6 +54,8 @@ def _fail(exc: PyquintError) -> click.ClickException:
               help="Axes of the input images if their files do not say (e.g. cyx).")
 @click.option("--output_axis_order", "--output-axis-order", "output_axis_order",
               help="Axis order of the exports (default: the input's own order, c appended).")
+@click.option("--scale-level", "--scale_level", "scale_level", type=click.IntRange(0), default=0,
+              help="Resolution level of OME-Zarr inputs (0 = full resolution).")
 @click.option("--retrain", is_flag=True,
               help="Train a new forest from the project's labels (and its lanes' images) instead "
                    "of using the stored one. Projects without a stored forest always retrain.")

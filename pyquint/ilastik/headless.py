@@ -225,10 +225,17 @@ def _install_forest(clf: Any, forest: Any, names: list[str], colors: Any, ndim: 
 
 
 # ---------------------------------------------------------------------- batch
-def read_input(path: Any, input_axes: str | None, project: IlastikProject) -> tuple[np.ndarray, str]:
+def read_input(path: Any, input_axes: str | None, project: IlastikProject,
+               scale_level: int = 0) -> tuple[np.ndarray, str]:
     """Read an image to predict, with its axes: ``input_axes`` if given, else the file's own,
     else the axes of the project's first lane when they fit (ilastik's stored axistags), else
-    guessed from the number of dimensions."""
+    guessed from the number of dimensions. ``scale_level`` picks an OME-Zarr resolution."""
+    from ..zarrio import is_zarr_path, read_zarr
+
+    if is_zarr_path(path):
+        return read_zarr(path, input_axes, scale_level)
+    if scale_level:
+        raise InputError(f"{path}: --scale-level applies to OME-Zarr inputs only")
     data, axes = read_image(path, input_axes)
     if input_axes is None and stored_axes(path) is None:
         lane_axes = next((lane.axes for lane in project.lanes if lane.axes), None)
@@ -275,6 +282,7 @@ def predict_project(
     seed: int | None = None,
     n_jobs: int | None = None,
     predictor: ProjectPredictor | None = None,
+    scale_level: int = 0,
 ) -> list[Path]:
     """Headless batch prediction with an ilastik project, writing ilastik's export files.
 
@@ -287,12 +295,13 @@ def predict_project(
     ----------
     project : IlastikProject or path
     images : sequence of paths
-        Images (or folders of images) to predict; ``file.h5/inner`` for HDF5 datasets.
+        Images (or folders of images) to predict; ``file.h5/inner`` for HDF5 datasets,
+        ``image.zarr`` for OME-Zarr / zarr stores.
     export_source : str or sequence of str
         ``Probabilities`` (default), ``Simple Segmentation``, ``Uncertainty``, ``Features``,
         ``Labels`` (case-insensitive); several give several files from one computation.
     output_format : str, optional
-        ``hdf5``, ``compressed hdf5``, ``png``, ``tiff``, ``npy``.
+        ``hdf5``, ``compressed hdf5``, ``png``, ``tiff``, ``npy``, ``ome-zarr``.
     output_filename_format : str, optional
         With ``{dataset_dir}``, ``{nickname}``, ``{result_type}`` (and ``{roi}``,
         ``{x_start}``...) placeholders; relative results are resolved against the current
@@ -308,6 +317,8 @@ def predict_project(
         Existing outputs are skipped (resume) unless True. Inputs are never overwritten.
     predictor : ProjectPredictor, optional
         A fitted predictor to reuse (then ``project`` may be None).
+    scale_level : int
+        Resolution level of OME-Zarr inputs (0 = full resolution).
 
     Returns
     -------
@@ -356,7 +367,7 @@ def predict_project(
     for path, plan in progress(list(zip(inputs, plans)), desc="ilastik predict", total=len(inputs)):
         if plan is not None and not overwrite and all(o.exists() for o in plan.values()):
             continue
-        data, axes = read_input(path, input_axes, project)
+        data, axes = read_input(path, input_axes, project, scale_level)
         canon, canon_axes = to_canonical(data, axes)
         target = (settings["output_axis_order"] or output_axes_for(axes)).lower()
         if predictor is None:

@@ -256,6 +256,7 @@ def predict_tiled(
     compression: str | None = None,
     axes: str | None = None,
     show_progress: bool = True,
+    scale_level: int = 0,
 ) -> dict[str, Path]:
     """Predict a large 2-D image tile by tile and stream the results to disk.
 
@@ -271,7 +272,7 @@ def predict_tiled(
         source in several files (``[("Simple Segmentation", "s.png"), ("Simple Segmentation",
         "s.tif")]``), all from one pass. The format follows the suffix: ``.png`` (streamed,
         8-bit), ``.tif``/``.tiff`` (tiled, deflate), ``.h5`` (ilastik's ``exported_data``
-        layout, or ``file.h5/dataset``).
+        layout, or ``file.h5/dataset``), ``.zarr`` (OME-Zarr 0.4, ``cyx``, chunk by chunk).
     tile : int or (int, int)
         Core tile size in pixels (rows, columns). Memory grows with
         ``(tile + 2·halo)² × n_features × 4`` bytes per tile in flight.
@@ -295,6 +296,8 @@ def predict_tiled(
         Stored axes of ``source`` when the file does not say.
     show_progress : bool
         Show a progress bar over tiles (also disabled by ``PYQUINT_NO_PROGRESS``).
+    scale_level : int
+        Resolution level of an OME-Zarr ``source`` (0 = full resolution).
 
     Returns
     -------
@@ -320,7 +323,7 @@ def predict_tiled(
         raise InputError(f"two outputs would be written to the same file: {[str(p) for _, p in pairs]}")
     if not isinstance(source, (np.ndarray, LazyImage)):
         guard_outputs([source], [p for _, p in pairs])
-    reader = open_lazy(source, axes)
+    reader = open_lazy(source, axes, scale_level=scale_level)
     bands = tile_grid(reader.shape, tile, halo)
     band_rows = [(band[0].y0, band[0].y1) for band in bands]
     h, w, _ = reader.shape

@@ -354,7 +354,8 @@ class TiffImage(LazyImage):
         self._lock = threading.Lock()
 
 
-def open_lazy(source: str | os.PathLike | np.ndarray | LazyImage, axes: str | None = None) -> LazyImage:
+def open_lazy(source: str | os.PathLike | np.ndarray | LazyImage, axes: str | None = None,
+              *, scale_level: int = 0) -> LazyImage:
     """Open an image for window-by-window reading.
 
     Parameters
@@ -365,6 +366,9 @@ def open_lazy(source: str | os.PathLike | np.ndarray | LazyImage, axes: str | No
         cannot be read partially and are loaded whole.
     axes : str, optional
         Stored axes (e.g. ``"cyx"``) when the file does not say.
+    scale_level : int
+        Resolution level of an OME-Zarr image (``image.zarr``, read chunk by chunk; also
+        plain zarr arrays).
 
     Returns
     -------
@@ -374,6 +378,12 @@ def open_lazy(source: str | os.PathLike | np.ndarray | LazyImage, axes: str | No
         return source
     if isinstance(source, np.ndarray):
         return ArrayImage(source, axes)
+    from ..zarrio import is_zarr_path
+
+    if is_zarr_path(source):
+        from ._zarr import ZarrImage
+
+        return ZarrImage(source, axes, scale_level)
     file, _ = split_h5_path(source)
     if not file.exists():
         raise InputError(f"{file}: no such file")
