@@ -149,3 +149,25 @@ def test_large_predict_writes_ome_zarr_tile_by_tile(tmp_path: Path) -> None:
     out = predict_tiled(clf, src, {"Uncertainty": tmp_path / "u.zarr"}, tile=64,
                         show_progress=False)
     assert read_zarr(out["Uncertainty"])[0].shape == (1, 150, 170)
+
+
+def test_ngff_05_group_and_pixel_cli(tmp_path: Path) -> None:
+    """An NGFF 0.5 image (zarr format 3, metadata under ``ome``) as ``pixel predict`` input."""
+    image, labels = _image(60, 70, seed=5)
+    group = zarr.open_group(str(tmp_path / "v05.zarr"), mode="w", zarr_format=3)
+    arr = group.create_array("s0", shape=(1, 60, 70), chunks=(1, 32, 32), dtype=np.uint8)
+    arr[...] = image[None]
+    group.attrs["ome"] = {"version": "0.5", "multiscales": [{
+        "axes": [{"name": "c", "type": "channel"}, {"name": "y", "type": "space"},
+                 {"name": "x", "type": "space"}],
+        "datasets": [{"path": "s0", "coordinateTransformations": [
+            {"type": "scale", "scale": [1.0, 0.5, 0.5]}]}]}]}
+    data, axes = read_zarr(tmp_path / "v05.zarr")
+    assert axes == "cyx" and np.array_equal(data[0], image)
+    clf = PixelClassifier(features=_selection(), n_trees=6, seed=0).fit(image, labels)
+    model = clf.save(tmp_path / "m.h5")
+    res = _cli("pixel", "predict", str(model), str(tmp_path / "v05.zarr"), "--output-format",
+               "ome-zarr", "--export-source", "Simple Segmentation", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    seg, names, _ = _ome(tmp_path / "v05_Simple Segmentation.zarr")
+    assert names == ["c", "y", "x"] and np.array_equal(seg[0][0], clf.predict(image))
