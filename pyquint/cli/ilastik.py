@@ -32,6 +32,11 @@ def _fail(exc: PyquintError) -> click.ClickException:
               help="The project, as ilastik's --project=P.ilp (then every argument is an image).")
 @click.option("--raw_data", "--raw-data", "raw_data", multiple=True,
               help="More input images (ilastik's role flag for 'Raw Data').")
+@click.option("--prediction_maps", "--prediction-maps", "prediction_maps", multiple=True,
+              help="Object Classification projects: the probability map of each --raw_data image "
+                   "(same order).")
+@click.option("--table", is_flag=True,
+              help="Object Classification projects: also write {nickname}_table.csv.")
 @click.option("--export_source", "--export-source", "export_source", multiple=True,
               help=f"What to export: {SOURCES_HELP} (case-insensitive; default Probabilities). "
                    "Repeat it to write several results from one feature computation.")
@@ -69,7 +74,7 @@ def _fail(exc: PyquintError) -> click.ClickException:
               help="Accepted for ilastik compatibility; pyquint never writes to the project.")
 @click.option("--headless", is_flag=True, hidden=True)
 def predict_cmd(args: tuple[str, ...], project_opt: str | None, raw_data: tuple[str, ...],
-                **options: Any) -> None:
+                prediction_maps: tuple[str, ...], table: bool, **options: Any) -> None:
     """Predict IMAGES with the classifier of PROJECT.ilp and write ilastik's export files.
 
     Like `run_ilastik.sh --headless --project=PROJECT.ilp IMAGES...`: the project's feature
@@ -78,10 +83,15 @@ def predict_cmd(args: tuple[str, ...], project_opt: str | None, raw_data: tuple[
     beside each image. Both `--export_source="Simple Segmentation"` and
     `--export_source "Simple Segmentation"` work; dashes may replace underscores.
 
+    Object Classification projects take --raw_data and --prediction_maps pairs and write
+    Object Predictions / Object Probabilities / Object Identities (and --table).
+
     \b
     Example:
       pyquint ilastik predict pc.ilp cells.png --export_source="Simple Segmentation" \\
           --output_format=png
+      pyquint ilastik predict oc.ilp --raw_data cells.png \\
+          --prediction_maps "cells_Probabilities.h5" --export_source "Object Predictions"
     """
     from ..ilastik.headless import predict_project
 
@@ -95,6 +105,25 @@ def predict_cmd(args: tuple[str, ...], project_opt: str | None, raw_data: tuple[
     if not images:
         raise click.UsageError("no images given after the project")
     threads = options.pop("threads")
+    try:
+        from ..ilastik import read_project
+
+        if read_project(Path(project)).kind == "object":
+            from ..ilastik.objects import predict_object_project
+
+            fmt = (options["output_format"] or "h5").replace("compressed ", "").replace("hdf5", "h5")
+            written = predict_object_project(
+                project, images, list(prediction_maps),
+                export_source=options["export_source"] or ("Object Predictions",),
+                output_format=fmt, table=table, retrain=options["retrain"], seed=options["seed"],
+                overwrite=options["overwrite"])
+            for path in written:
+                click.echo(str(path))
+            return
+    except PyquintError as exc:
+        raise _fail(exc) from None
+    if prediction_maps or table:
+        raise click.UsageError("--prediction_maps and --table apply to Object Classification projects")
     sources = options.pop("export_source") or ("Probabilities",)
     try:
         written = predict_project(project, images, export_source=sources, n_jobs=threads,
