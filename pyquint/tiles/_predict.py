@@ -25,8 +25,8 @@ from ..io import split_h5_path
 from ._readers import LazyImage, open_lazy
 from ._writers import TileWriter, open_writer
 
-__all__ = ["Tile", "TilePredictor", "auto_workers", "tile_grid", "tile_memory", "predict_tiled",
-           "TILE_SOURCES"]
+__all__ = ["Tile", "TilePredictor", "auto_workers", "frame_count", "tile_grid", "tile_memory",
+           "predict_tiled", "TILE_SOURCES"]
 
 #: Export sources a tiled run can produce (ilastik's names; "Labels" needs a project).
 TILE_SOURCES = ("Probabilities", "Simple Segmentation", "Uncertainty", "Features")
@@ -243,6 +243,24 @@ def _run_ordered(fn: Callable[[Tile], Any], tiles: Sequence[Tile], executor: Exe
         yield tiles[i], result
 
 
+def frame_count(source: Any, axes: str | None = None, scale_level: int = 0) -> int:
+    """Time points of an image for the tile path (1 for images without ``t``; TIFF and
+    formats read whole count as 1)."""
+    if isinstance(source, LazyImage):
+        return source.n_frames
+    if not isinstance(source, np.ndarray):
+        from ..zarrio import is_zarr_path
+
+        if not (is_zarr_path(source) or _format_suffix(source) in (".h5", ".hdf5", ".hdf", ".npy")):
+            return 1
+    reader = open_lazy(source, axes, scale_level=scale_level, frame=0)
+    try:
+        return reader.n_frames
+    finally:
+        if not isinstance(source, LazyImage):
+            reader.close()
+
+
 def predict_tiled(
     classifier: Any,
     source: str | os.PathLike | np.ndarray | LazyImage,
@@ -257,6 +275,7 @@ def predict_tiled(
     axes: str | None = None,
     show_progress: bool = True,
     scale_level: int = 0,
+    frame: int | None = None,
 ) -> dict[str, Path]:
     """Predict a large 2-D image tile by tile and stream the results to disk.
 
@@ -298,6 +317,9 @@ def predict_tiled(
         Show a progress bar over tiles (also disabled by ``PYQUINT_NO_PROGRESS``).
     scale_level : int
         Resolution level of an OME-Zarr ``source`` (0 = full resolution).
+    frame : int, optional
+        The time point of a time-series ``source`` to predict (features never cross ``t``);
+        see :func:`frame_count`.
 
     Returns
     -------
@@ -323,7 +345,7 @@ def predict_tiled(
         raise InputError(f"two outputs would be written to the same file: {[str(p) for _, p in pairs]}")
     if not isinstance(source, (np.ndarray, LazyImage)):
         guard_outputs([source], [p for _, p in pairs])
-    reader = open_lazy(source, axes, scale_level=scale_level)
+    reader = open_lazy(source, axes, scale_level=scale_level, frame=frame)
     bands = tile_grid(reader.shape, tile, halo)
     band_rows = [(band[0].y0, band[0].y1) for band in bands]
     h, w, _ = reader.shape

@@ -28,7 +28,9 @@ class ZarrImage(LazyImage):
     """A 2-D zarr / OME-Zarr image (one resolution level); only the chunks a window touches
     are read. Pickles as its path and reopens the store on first use."""
 
-    def __init__(self, path: str | os.PathLike, axes: str | None = None, scale_level: int = 0) -> None:
+    def __init__(self, path: str | os.PathLike, axes: str | None = None, scale_level: int = 0,
+                 frame: int | None = None) -> None:
+        self.frame = frame
         self.path = os.fspath(path)
         self._axes_override = axes
         self.scale_level = int(scale_level)
