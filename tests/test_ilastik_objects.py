@@ -143,3 +143,60 @@ def test_stored_object_forest_must_fit(tmp_path: Path, pc_ilp: Path) -> None:
     with pytest.raises(InputError, match="use --retrain"):
         predict_object_project(ilp, [raw_path], [pm])
     assert not (tmp_path / "img_Object Predictions.h5").exists()
+
+
+def test_pixel_and_object_project_makes_its_own_prediction_maps(tmp_path: Path) -> None:
+    """A Pixel + Object Classification project: without --prediction_maps its pixel part
+    (retrained from its pixel labels, seeded) makes the probabilities that are thresholded."""
+    from PIL import Image
+
+    from pyquint.features import FeatureSelection
+    from pyquint.ilastik import ProjectPredictor, write_project
+
+    raw, proba = _scene(7)
+    pixel_labels = np.zeros(raw.shape, np.uint8)
+    pixel_labels[::3, ::3][proba[::3, ::3, 1] < 0.2] = 1
+    pixel_labels[::3, ::3][proba[::3, ::3, 1] > 0.8] = 2
+    matrix = np.zeros((6, 3), bool)
+    matrix[0, :] = matrix[2, 1] = True
+    ilp = write_project(tmp_path / "pcoc.ilp", [raw], [pixel_labels],
+                        FeatureSelection(matrix, (0.7, 1.0, 1.6)), label_names=["bg", "stain"])
+    pixel = ProjectPredictor(read_project(ilp), seed=0).fit()
+    settings = dict(method="simple", channel=1, core_channel=1, threshold=0.5, high_threshold=0.8,
+                    min_size=5, max_size=100000, sigma=(1.0, 1.0))
+    objects = threshold_objects(pixel.predict_proba(raw, "yx"), axes="yxc", **settings)
+    n = int(objects.max())
+    mapping = {}
+    for oid in range(1, n + 1):
+        ys, xs = np.nonzero(objects == oid)
+        mapping[oid] = 2 if (xs.max() - xs.min() + 1) > 3 * (ys.max() - ys.min() + 1) else 1
+    assert set(mapping.values()) == {1, 2}
+    with h5py.File(ilp, "a") as f:
+        del f["workflowName"]
+        f["workflowName"] = b"Object Classification (from pixel classification)"
+        t = f.create_group("ThresholdTwoLevels")
+        for key, value in THRESHOLD.items():
+            t[key] = value
+        for a in "xyz":
+            t[f"SmootherSigma/{a}"] = 1.0
+        oc = f.create_group("ObjectClassification")
+        for name in FEATURES:
+            oc.create_group(f"SelectedFeatures/Standard Object Features/{name}")
+        oc["LabelNames"] = np.array([b"label", b"artefact"])
+        values = np.zeros(n + 1, np.float32)
+        for oid, cls in mapping.items():
+            values[oid] = cls
+        oc["LabelInputs/0000/0"] = values
+
+    raw2, _ = _scene(8)
+    Image.fromarray(raw2).save(tmp_path / "new.png")
+    written = predict_object_project(ilp, [tmp_path / "new.png"], [], seed=0,
+                                     export_source=["Object Identities", "Object Predictions"])
+    clf = ObjectClassifier(features=FEATURES, seed=0, class_names=["label", "artefact"]).fit(
+        raw, objects, mapping)
+    objects2 = threshold_objects(pixel.predict_proba(raw2, "yx"), axes="yxc", **settings)
+    with h5py.File(written[0], "r") as f:
+        assert np.array_equal(f["exported_data"][()][..., 0], objects2)
+    with h5py.File(written[1], "r") as f:
+        expected = np.concatenate([[0], clf.predict(raw2, objects2)])[objects2]
+        assert np.array_equal(f["exported_data"][()][..., 0], expected)

@@ -121,11 +121,28 @@ def _read_raw(path: Any, axes: str | None = None) -> np.ndarray:
     return canon[..., 0] if canon.shape[-1] == 1 else canon
 
 
-def _objects(path: Any, settings: ObjectSettings) -> np.ndarray:
+def _objects(source: Any, settings: ObjectSettings) -> np.ndarray:
+    """Objects of a probability map: a file, or ``(probabilities, axes)`` computed here."""
     from ..objects import load_probabilities, threshold_objects
 
-    proba, axes = load_probabilities(path)
+    proba, axes = source if isinstance(source, tuple) else load_probabilities(source)
     return threshold_objects(proba, axes=axes, **settings.threshold)
+
+
+def _pixel_probabilities(project: IlastikProject, raw_data: Any, raw_axes: str, cache: dict,
+                         seed: int | None = None):
+    """``(Probabilities, axes)`` of a raw image from the project's own Pixel Classification part
+    (Pixel + Object Classification projects), its predictor fitted once."""
+    from ..io import to_canonical
+    from .headless import ProjectPredictor
+
+    if "predictor" not in cache:
+        if not (project.has_forest or project.has_labels):
+            raise InputError(f"{project.path}: no prediction maps given and the project has no "
+                             "pixel classification part to compute them; pass --prediction_maps")
+        cache["predictor"] = ProjectPredictor(project, seed=seed).fit()
+    canon, axes = to_canonical(raw_data, raw_axes)
+    return cache["predictor"].predict_proba(canon, axes), axes
 
 
 def _stored_classifier(project: IlastikProject, settings: ObjectSettings, n_channels: int):
@@ -145,7 +162,7 @@ def _stored_classifier(project: IlastikProject, settings: ObjectSettings, n_chan
 
 
 def _retrained(project: IlastikProject, settings: ObjectSettings, seed: int | None,
-               search_dirs: Sequence[str | os.PathLike]):
+               search_dirs: Sequence[str | os.PathLike], cache: dict):
     from ..objects.classifier import ObjectClassifier
 
     if not settings.labels:
@@ -157,12 +174,12 @@ def _retrained(project: IlastikProject, settings: ObjectSettings, seed: int | No
             raise InputError(f"{project.path}: object labels in time point {t}: time series are "
                              "not supported for object classification yet")
         pm = next((m for m in maps if m.index == lane), None)
-        if pm is None:
-            raise InputError(f"{project.path}: lane {lane} has object labels but no Prediction Maps "
-                             "to rebuild its objects from")
         raw_data, raw_axes = project.read_lane(lane, tuple(search_dirs))
-        objects = _objects(pm.path if pm.internal_path is None else f"{project.path}/{pm.internal_path}",
-                           settings)
+        if pm is None:  # Pixel + Object Classification: the project's pixel part makes them
+            source: Any = _pixel_probabilities(project, raw_data, raw_axes, cache, seed)
+        else:
+            source = pm.path if pm.internal_path is None else f"{project.path}/{pm.internal_path}"
+        objects = _objects(source, settings)
         bad = [i for i in mapping if i > objects.max()]
         if bad:
             raise InputError(f"{project.path}: object labels of lane {lane} name objects {bad[:5]} "
@@ -197,7 +214,8 @@ def predict_object_project(
     ----------
     project : IlastikProject or path
     raw_data, prediction_maps : sequences of paths
-        One prediction map (the Pixel Classification probabilities) per raw image.
+        One prediction map (the Pixel Classification probabilities) per raw image. Without
+        them, a Pixel + Object Classification project computes them with its pixel part.
     export_source : str or sequence
         ``Object Predictions`` (default), ``Object Probabilities``, ``Object Identities``.
     output_format : str
@@ -232,6 +250,9 @@ def predict_object_project(
 
     project = project if isinstance(project, IlastikProject) else read_project(project)
     settings = object_settings(project)
+    cache: dict = {}
+    if not prediction_maps:
+        prediction_maps = [None] * len(raw_data)  # type: ignore[list-item]
     if len(raw_data) != len(prediction_maps):
         raise InputError(f"{len(raw_data)} raw image(s) but {len(prediction_maps)} prediction map(s); "
                          "give one --prediction_maps per --raw_data")
@@ -248,20 +269,27 @@ def predict_object_project(
         folder = split_h5_path(raw)[0].parent
         outs = [export_path(folder, nickname(raw), s, output_format) for s in sources]
         plans.append(outs + ([table_path(folder, nickname(raw))] if table else []))
-    guard_outputs([*raw_data, *prediction_maps, project.path], [o for p in plans for o in p])
+    guard_outputs([*raw_data, *[m for m in prediction_maps if m], project.path],
+                  [o for p in plans for o in p])
     clf = None
     written: list[Path] = []
     for raw, pmap, outs in zip(raw_data, prediction_maps, plans):
         if not overwrite and all(o.exists() for o in outs):
             continue
         image = _read_raw(raw)
-        objects = _objects(pmap, settings)
+        if pmap is None:
+            from ..io import read_image
+
+            source: Any = _pixel_probabilities(project, *read_image(raw), cache, seed)
+        else:
+            source = pmap
+        objects = _objects(source, settings)
         if objects.shape != image.shape[: objects.ndim]:
             raise InputError(f"{pmap}: prediction map of shape {objects.shape} for a raw image of "
                              f"shape {image.shape}")
         if clf is None:
             n_channels = 1 if image.ndim == objects.ndim else image.shape[-1]
-            clf = (_retrained(project, settings, seed, search_dirs)
+            clf = (_retrained(project, settings, seed, search_dirs, cache)
                    if retrain or not settings.has_forest
                    else _stored_classifier(project, settings, n_channels))
         feats = compute_object_features(image, objects, clf.feature_names_)
