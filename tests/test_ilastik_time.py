@@ -234,3 +234,22 @@ def test_pixel_cli_predicts_time_series_frame_by_frame(series2d, tmp_path: Path)
         got = f["exported_data"][()]
     for t in range(series.shape[0]):
         assert np.array_equal(got[t], clf.predict_proba(series[t][..., None]))
+
+
+def test_ilastik122_blocks_in_lane_order(tmp_path: Path) -> None:
+    """ilastik 1.2.2 wrote 5-D blocks of a tzyxc lane in the lane's order, without axistags
+    (its test project PixelClassification5t3d2c.ilp): the order that fits the image wins."""
+    series, labels = _series((2, 8, 24, 28), seed=2)
+    labels[:] = 0
+    labels[1, 3:5, 2:12, 2:12] = 1
+    labels[1, 4, 14:16, 14:16] = 2
+    path = write_project(tmp_path / "tz.ilp", [series[..., None]], [labels], _selection(),
+                         axes="tzyxc")
+    with h5py.File(path, "a") as f:
+        del f["ilastikVersion"]
+        f["ilastikVersion"] = b"1.2.2rc4"
+        for block in f["PixelClassification/LabelSets/labels000"].values():
+            del block.attrs["axistags"]
+    project = read_project(path)
+    assert {b.stored_axes for b in project.label_blocks} == {"tzyxc"}
+    assert np.array_equal(project.label_image(0)[..., 0], labels)

@@ -453,6 +453,8 @@ def _read_lane(f: Any, group: Any, index: int, role: str, project_path: Path) ->
             exists = bool(glob.glob(str(file)))
         else:
             exists = file.is_file()
+        if shape is None and exists and inner:  # ilastik 1.2 stored no shape: read the header
+            shape = _h5_shape(file, inner)
     return Lane(
         index=index,
         role=role,
@@ -466,6 +468,16 @@ def _read_lane(f: Any, group: Any, index: int, role: str, project_path: Path) ->
         path=resolved,
         exists=exists,
     )
+
+
+def _h5_shape(file: Path, inner: str) -> tuple[int, ...] | None:
+    """The shape of an HDF5 dataset of a lane (None when it cannot be read)."""
+    try:
+        with open_readonly(file) as h:
+            ds = h.get(inner)
+            return tuple(int(n) for n in ds.shape) if ds is not None and hasattr(ds, "shape") else None
+    except OSError:
+        return None
 
 
 def _read_features(f: Any, project: IlastikProject) -> None:
@@ -519,11 +531,27 @@ def _read_label_sets(label_sets: Any, project: IlastikProject) -> None:
             tags = ds.attrs.get("axistags")
             tags = _text(tags) if tags is not None else None
             data = np.asarray(ds[()])
-            axes = block_axes(data.ndim, tags, project.version_tuple, lane_axes, target, source)
+            axes = block_axes(data.ndim, tags, project.version_tuple, lane_axes, target, source,
+                              fits=_fits(info, slice_text))
             if target is None:
                 target = canonical_axes(axes, data.shape)
             block = convert_block(lane, name, data, slice_text, tags, axes, target, source)
             project.label_blocks.append(block)
+
+
+def _fits(info: Lane | None, slice_text: str):
+    """``axes → bool``: does a block with ``blockSlice`` ``slice_text`` lie inside the lane's
+    image read in ``axes``? (None when the lane's shape is unknown.)"""
+    from ._labels import parse_block_slice
+
+    if info is None or info.shape is None or info.axes is None or len(info.shape) != len(info.axes):
+        return None
+    sizes = dict(zip(info.axes, info.shape))
+    try:
+        ranges = parse_block_slice(slice_text, "")
+    except InputError:
+        return None
+    return lambda axes: all(stop <= sizes.get(a, 1) for a, (_, stop) in zip(axes, ranges))
 
 
 def _forest_info(group: Any) -> dict[str, Any]:
