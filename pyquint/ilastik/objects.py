@@ -12,6 +12,7 @@ retrained from the project's object labels (``LabelInputs``) on the objects of i
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,9 @@ class ObjectSettings:
         ``(lane, t) → {object id: class}`` from ``ObjectClassification/LabelInputs``.
     has_forest : bool
         Whether ``ObjectClassification/ClassifierForests`` holds a trained forest.
+    missing : list of str
+        Selected features pyquint does not compute (e.g. the "in neighborhood" variants):
+        a stored forest then cannot be evaluated, and retraining leaves them out.
     """
 
     threshold: dict[str, Any]
@@ -49,6 +53,7 @@ class ObjectSettings:
     class_names: list[str]
     labels: dict[tuple[int, int], dict[int, int]] = field(default_factory=dict)
     has_forest: bool = False
+    missing: list[str] = field(default_factory=list)
 
 
 def _threshold_kwargs(settings: dict[str, Any], source: object) -> dict[str, Any]:
@@ -86,9 +91,6 @@ def object_settings(project: IlastikProject) -> ObjectSettings:
             for plugin in sorted(oc["SelectedFeatures"]):
                 for name in sorted(oc["SelectedFeatures"][plugin]):
                     (selected if name in FEATURES else unknown).append(name)
-        if unknown:
-            raise InputError(f"{project.path}: selects object features pyquint does not compute: "
-                             f"{', '.join(unknown)}")
         if not selected:
             raise InputError(f"{project.path}: the project selects no object features")
         names = ([_text(v) for v in np.atleast_1d(oc["LabelNames"][()])]
@@ -107,7 +109,7 @@ def object_settings(project: IlastikProject) -> ObjectSettings:
     return ObjectSettings(
         threshold=_threshold_kwargs(project.threshold_settings, project.path),
         features=resolve_features(selected), class_names=names, labels=labels,
-        has_forest=has_forest,
+        has_forest=has_forest, missing=unknown,
     )
 
 
@@ -289,9 +291,17 @@ def predict_object_project(
                              f"shape {image.shape}")
         if clf is None:
             n_channels = 1 if image.ndim == objects.ndim else image.shape[-1]
-            clf = (_retrained(project, settings, seed, search_dirs, cache)
-                   if retrain or not settings.has_forest
-                   else _stored_classifier(project, settings, n_channels))
+            stored = settings.has_forest and not retrain
+            if settings.missing and stored:
+                raise InputError(f"{project.path}: the stored object forest uses features pyquint "
+                                 f"does not compute ({', '.join(settings.missing)}); use --retrain "
+                                 "to train on the others")
+            if settings.missing:
+                warnings.warn(f"{project.path}: retraining without the selected features pyquint "
+                              f"does not compute: {', '.join(settings.missing)}", UserWarning,
+                              stacklevel=2)
+            clf = (_stored_classifier(project, settings, n_channels) if stored
+                   else _retrained(project, settings, seed, search_dirs, cache))
         feats = compute_object_features(image, objects, clf.feature_names_)
         try:
             prob = clf.predict_proba_features(feats)
