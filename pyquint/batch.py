@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from .errors import InputError, Interrupted
 from .io import IMAGE_SUFFIXES, lock_folder, remove_stale_temps, split_h5_path
+from .zarrio import is_zarr_path, split_zarr_path
 
 T = TypeVar("T")
 
@@ -48,7 +49,7 @@ def collect_inputs(
     for raw in paths:
         path = Path(raw)
         file, _ = split_h5_path(path)
-        if path.is_dir():
+        if path.is_dir() and not is_zarr_path(path):
             pattern = "**/*" if recursive else "*"
             found = sorted(
                 p for p in path.glob(pattern)
@@ -57,8 +58,8 @@ def collect_inputs(
             if not found:
                 raise InputError(f"{path}: no files with suffix {', '.join(suffixes)} in this folder")
             out.extend(found)
-        elif file.is_file():
-            out.append(path)
+        elif file.is_file() or is_zarr_path(path) and split_zarr_path(path)[0].is_dir():
+            out.append(path)  # a zarr store is a folder but one image
         else:
             raise InputError(f"{path}: no such file or folder")
     if not out:

@@ -67,14 +67,22 @@ EXPORT_FORMATS = {
     "multipage tiff": "tiff",
     "npy": "npy",
     "numpy": "npy",
+    "ome-zarr": "zarr",  # OME-Zarr 0.4 (needs the optional zarr package)
 }
 DEFAULT_FILENAME_FORMAT = "{dataset_dir}/{nickname}_{result_type}"
-_KNOWN_EXTENSIONS = {".h5", ".hdf5", ".hdf", ".png", ".tif", ".tiff", ".npy"}
+_KNOWN_EXTENSIONS = {".h5", ".hdf5", ".hdf", ".png", ".tif", ".tiff", ".npy", ".zarr"}
 _INT_DTYPES = ("uint8", "uint16", "uint32", "int8", "int16", "int32", "int64", "uint64")
 _EXPORT_DTYPE_NAMES = _INT_DTYPES + ("float32", "float64")
 
 
 # --------------------------------------------------------------------------- names
+def _split_input(raw_path: str | os.PathLike) -> tuple[Path, str | None]:
+    """An input's file (or zarr store) and inner dataset path."""
+    from .zarrio import is_zarr_path, split_zarr_path
+
+    return split_zarr_path(raw_path) if is_zarr_path(raw_path) else split_h5_path(raw_path)
+
+
 def normalize_source(source: str) -> str:
     """ilastik's display name of an export source, matched case-insensitively."""
     key = str(source).strip().lower().replace("_", " ")
@@ -85,10 +93,13 @@ def normalize_source(source: str) -> str:
 
 
 def normalize_format(fmt: str) -> str:
-    """Canonical format name (``hdf5``, ``compressed hdf5``, ``png``, ``tif(f)``, ``npy``)."""
+    """Canonical format name (``hdf5``, ``compressed hdf5``, ``png``, ``tif(f)``, ``npy``,
+    ``ome-zarr``)."""
     key = " ".join(str(fmt).strip().lower().replace("_", " ").split())
     if key in ("h5", "hdf"):
         key = "hdf5"
+    if key in ("zarr", "omezarr", "ome zarr", "ngff"):
+        key = "ome-zarr"
     if key not in EXPORT_FORMATS:
         raise InputError(f"unknown output format {fmt!r}; choose from {', '.join(EXPORT_FORMATS)}")
     return key
@@ -107,7 +118,7 @@ def nickname(raw_path: str | os.PathLike) -> str:
     >>> nickname("sections/brain_s001.png")
     'brain_s001'
     """
-    file, inner = split_h5_path(raw_path)
+    file, inner = _split_input(raw_path)
     name = file.stem
     if inner:
         name += "-" + inner.strip("/").replace("/", "-")
@@ -160,7 +171,7 @@ def export_filename(
     -------
     Path
     """
-    file, _ = split_h5_path(raw_path)
+    file, _ = _split_input(raw_path)
     template = DEFAULT_FILENAME_FORMAT if filename_format is None else str(filename_format)
     known: dict[str, Any] = {
         "dataset_dir": os.fspath(dataset_dir) if dataset_dir is not None else os.fspath(file.parent),
@@ -360,6 +371,11 @@ def export_array(
         _write_png(file, data, axes)
     elif fmt in ("tif", "tiff", "multipage tiff"):
         _write_tiff(file, data, axes)
+    elif fmt == "ome-zarr":
+        from .zarrio import write_ome_zarr
+
+        write_ome_zarr(file, data, axes,
+                       attrs={"drange": list(map(float, drange))} if drange is not None else None)
     else:
         with atomic_output(file) as tmp, open(tmp, "wb") as fh:
             np.save(fh, data, allow_pickle=False)

@@ -45,6 +45,7 @@ __all__ = [
     "remove_stale_temps",
     "read_image",
     "split_h5_path",
+    "stored_axes",
     "temp_prefix",
     "to_canonical",
     "reorder_axes",
@@ -372,6 +373,10 @@ def read_image(path: str | os.PathLike, axes: str | None = None) -> tuple[np.nda
     axes : str
         One letter per dimension of ``data`` over ``tzyxc``.
     """
+    from .zarrio import is_zarr_path, read_zarr
+
+    if is_zarr_path(path):  # an OME-Zarr / zarr store is a folder
+        return read_zarr(path, axes)
     file, inner = split_h5_path(path)
     if not file.exists():
         raise InputError(f"{file}: no such file")
@@ -390,6 +395,50 @@ def read_image(path: str | os.PathLike, axes: str | None = None) -> tuple[np.nda
     else:
         axes = guess_axes(data.shape)
     return data, axes
+
+
+def stored_axes(path: str | os.PathLike) -> str | None:
+    """The axes an image file records itself, or None when they would be guessed.
+
+    PNG/JPEG/BMP/GIF always record ``yxc``; HDF5 datasets their ``axistags`` attribute;
+    TIFF the axes of tifffile's first series; ``.npy`` files never record axes. Only the
+    metadata is read.
+    """
+    from .zarrio import is_zarr_path, open_zarr
+
+    if is_zarr_path(path):
+        try:
+            return open_zarr(path)[1]
+        except InputError:
+            return None
+    file, inner = split_h5_path(path)
+    suffix = file.suffix.lower()
+    if suffix in PIL_SUFFIXES:
+        return "yxc"
+    try:
+        if suffix in H5_SUFFIXES:
+            import h5py
+
+            with h5py.File(file, "r", locking=False) as f:
+                if inner is None:
+                    names: list[str] = []
+                    f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+                    inner = names[0] if len(names) == 1 else None
+                if inner is None or inner not in f:
+                    return None
+                tags = f[inner].attrs.get("axistags")
+                return parse_axistags(tags) if tags is not None else None
+        if suffix in TIFF_SUFFIXES:
+            import tifffile
+
+            with tifffile.TiffFile(file) as tif:
+                tiff_axes = tif.series[0].axes
+            mapping = {"Y": "y", "X": "x", "S": "c", "C": "c", "Z": "z", "T": "t", "Q": "z", "I": "z"}
+            axes = "".join(mapping.get(a, "?") for a in tiff_axes)
+            return None if "?" in axes or len(set(axes)) != len(axes) else axes
+    except (OSError, ValueError, KeyError, InputError):
+        return None
+    return None
 
 
 # --------------------------------------------------------------------------- writing

@@ -32,12 +32,17 @@ def _fail(exc: PyquintError) -> click.ClickException:
               help="The project, as ilastik's --project=P.ilp (then every argument is an image).")
 @click.option("--raw_data", "--raw-data", "raw_data", multiple=True,
               help="More input images (ilastik's role flag for 'Raw Data').")
+@click.option("--prediction_maps", "--prediction-maps", "prediction_maps", multiple=True,
+              help="Object Classification projects: the probability map of each --raw_data image "
+                   "(same order).")
+@click.option("--table", is_flag=True,
+              help="Object Classification projects: also write {nickname}_table.csv.")
 @click.option("--export_source", "--export-source", "export_source", multiple=True,
               help=f"What to export: {SOURCES_HELP} (case-insensitive; default Probabilities). "
                    "Repeat it to write several results from one feature computation.")
 @click.option("--output_format", "--output-format", "output_format",
-              help="hdf5, compressed hdf5, png, tiff or npy (default: the project's setting, "
-                   "else hdf5).")
+              help="hdf5, compressed hdf5, png, tiff, npy or ome-zarr (default: the project's "
+                   "setting, else hdf5).")
 @click.option("--output_filename_format", "--output-filename-format", "output_filename_format",
               help="Output path pattern with {dataset_dir}, {nickname}, {result_type} "
                    "(default: the project's, else {dataset_dir}/{nickname}_{result_type}); "
@@ -54,6 +59,8 @@ def _fail(exc: PyquintError) -> click.ClickException:
               help="Axes of the input images if their files do not say (e.g. cyx).")
 @click.option("--output_axis_order", "--output-axis-order", "output_axis_order",
               help="Axis order of the exports (default: the input's own order, c appended).")
+@click.option("--scale-level", "--scale_level", "scale_level", type=click.IntRange(0), default=0,
+              help="Resolution level of OME-Zarr inputs (0 = full resolution).")
 @click.option("--retrain", is_flag=True,
               help="Train a new forest from the project's labels (and its lanes' images) instead "
                    "of using the stored one. Projects without a stored forest always retrain.")
@@ -67,7 +74,7 @@ def _fail(exc: PyquintError) -> click.ClickException:
               help="Accepted for ilastik compatibility; pyquint never writes to the project.")
 @click.option("--headless", is_flag=True, hidden=True)
 def predict_cmd(args: tuple[str, ...], project_opt: str | None, raw_data: tuple[str, ...],
-                **options: Any) -> None:
+                prediction_maps: tuple[str, ...], table: bool, **options: Any) -> None:
     """Predict IMAGES with the classifier of PROJECT.ilp and write ilastik's export files.
 
     Like `run_ilastik.sh --headless --project=PROJECT.ilp IMAGES...`: the project's feature
@@ -76,10 +83,15 @@ def predict_cmd(args: tuple[str, ...], project_opt: str | None, raw_data: tuple[
     beside each image. Both `--export_source="Simple Segmentation"` and
     `--export_source "Simple Segmentation"` work; dashes may replace underscores.
 
+    Object Classification projects take --raw_data and --prediction_maps pairs and write
+    Object Predictions / Object Probabilities / Object Identities (and --table).
+
     \b
     Example:
       pyquint ilastik predict pc.ilp cells.png --export_source="Simple Segmentation" \\
           --output_format=png
+      pyquint ilastik predict oc.ilp --raw_data cells.png \\
+          --prediction_maps "cells_Probabilities.h5" --export_source "Object Predictions"
     """
     from ..ilastik.headless import predict_project
 
@@ -93,6 +105,25 @@ def predict_cmd(args: tuple[str, ...], project_opt: str | None, raw_data: tuple[
     if not images:
         raise click.UsageError("no images given after the project")
     threads = options.pop("threads")
+    try:
+        from ..ilastik import read_project
+
+        if read_project(Path(project)).kind == "object":
+            from ..ilastik.objects import predict_object_project
+
+            fmt = (options["output_format"] or "h5").replace("compressed ", "").replace("hdf5", "h5")
+            written = predict_object_project(
+                project, images, list(prediction_maps),
+                export_source=options["export_source"] or ("Object Predictions",),
+                output_format=fmt, table=table, retrain=options["retrain"], seed=options["seed"],
+                overwrite=options["overwrite"])
+            for path in written:
+                click.echo(str(path))
+            return
+    except PyquintError as exc:
+        raise _fail(exc) from None
+    if prediction_maps or table:
+        raise click.UsageError("--prediction_maps and --table apply to Object Classification projects")
     sources = options.pop("export_source") or ("Probabilities",)
     try:
         written = predict_project(project, images, export_source=sources, n_jobs=threads,
@@ -114,8 +145,11 @@ def _describe(project: Any) -> dict[str, Any]:
     lanes = [
         {"lane": lane.index, "role": lane.role, "nickname": lane.nickname, "location": lane.location,
          "path": lane.file_path, "axes": lane.axes, "shape": list(lane.shape) if lane.shape else None,
+         "canonical_axes": lane.canonical_axes if lane.role == "Raw Data" else None,
          "found": lane.exists,
-         "label_blocks": sum(1 for b in project.label_blocks if b.lane == lane.index)}
+         "label_blocks": sum(1 for b in project.label_blocks if b.lane == lane.index),
+         "frame_labels": (project.frame_label_counts(lane.index) if lane.role == "Raw Data"
+                          else {})}
         for role_lanes in project.roles.values() for lane in role_lanes
     ]
     features = None
@@ -125,7 +159,7 @@ def _describe(project: Any) -> dict[str, Any]:
                 for fid, row in zip(project.feature_ids, project.selection_matrix)}
         shape = project.lane_shape(0) if project.lanes else None
         n_in = shape[-1] if shape else 1
-        ndim = len(project.lanes[0].canonical_axes) - 1 if project.lanes else 2
+        ndim = len(project.lanes[0].canonical_axes.replace("t", "")) - 1 if project.lanes else 2
         features = {"selected": rows, "scales": list(project.scales),
                     "compute_in_2d": project.compute_in_2d,
                     "channels": sel.n_channels(n_in, ndim)}
@@ -137,6 +171,13 @@ def _describe(project: Any) -> dict[str, Any]:
         "forest": forest or None, "export_settings": project.export_settings,
         "threshold_settings": project.threshold_settings or None,
     }
+
+
+def info_names(info: dict[str, Any]) -> list[str]:
+    """Label names for per-frame counts (``Label k`` where the project names none)."""
+    names = [lab["name"] for lab in info["labels"]]
+    n = max((len(c) for lane in info["lanes"] for c in lane["frame_labels"].values()), default=0)
+    return names + [f"Label {k + 1}" for k in range(len(names), n)]
 
 
 @cli.command("info", context_settings={"help_option_names": ["-h", "--help"]})
@@ -164,6 +205,12 @@ def info_cmd(project: str, as_json: bool) -> None:
         found = "" if lane["found"] else "  [MISSING]"
         click.echo(f"    {lane['lane']} {lane['role']}: {lane['nickname']} ({lane['location']}: "
                    f"{lane['path']}) axes {lane['axes']} shape {lane['shape']}{found}")
+        if lane["canonical_axes"]:
+            click.echo(f"      classified as {lane['canonical_axes']}")
+        for t, counts in lane["frame_labels"].items():
+            where = f"frame t={t}" if "t" in (lane["canonical_axes"] or "") else "labels"
+            click.echo(f"      {where}: " + ", ".join(
+                f"{name} {n}" for name, n in zip(info_names(info), counts)))
     if info["missing_files"]:
         click.echo(f"  missing files: {', '.join(info['missing_files'])}")
     feats = info["features"]

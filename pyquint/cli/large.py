@@ -12,7 +12,8 @@ import numpy as np
 from ..errors import PyquintError
 
 # CLI choice -> pyquint.export format name
-_FORMATS = {"png": "png", "tiff": "tif", "hdf5": "hdf5", "compressed-hdf5": "compressed hdf5"}
+_FORMATS = {"png": "png", "tiff": "tif", "hdf5": "hdf5", "compressed-hdf5": "compressed hdf5",
+            "ome-zarr": "ome-zarr"}
 
 
 @click.group("large")
@@ -67,7 +68,8 @@ def _palette(spec: str | None, classifier) -> np.ndarray | None:
 @click.option("--output-format", "fmts", type=click.Choice(sorted(_FORMATS)), multiple=True,
               default=("png",), show_default=True,
               help="png: streamed 8-bit PNG (probabilities 0..1 -> 0..255); tiff: tiled, deflate; "
-                   "hdf5 / compressed-hdf5: ilastik's exported_data layout (gzip level 1). "
+                   "hdf5 / compressed-hdf5: ilastik's exported_data layout (gzip level 1); "
+                   "ome-zarr: OME-Zarr 0.4 (cyx, 512² chunks, needs pyquint[omezarr]). "
                    "Repeatable: every format is written from the same pass.")
 @click.option("--lut", help="Colour 1-channel uint8 outputs (PNG/TIFF palette): 'classes' (the "
                             "model's class colours), glasbey, 'glasbey on dark', 'glasbey "
@@ -85,15 +87,20 @@ def _palette(spec: str | None, classifier) -> np.ndarray | None:
 @click.option("--rounding", type=click.Choice(["fast", "exact", "muladd"]),
               help="Feature arithmetic (default: the model's).")
 @click.option("--axes", help="Stored axes of the images when the file does not say, e.g. cyx.")
+@click.option("--scale-level", type=click.IntRange(0), default=0,
+              help="Resolution level of OME-Zarr inputs (0 = full resolution).")
 @click.option("--overwrite", is_flag=True, help="Recompute images whose outputs all exist.")
 def predict(model: Path, images: tuple[str, ...], out: Path, sources: tuple[str, ...],
             fmts: tuple[str, ...],
             lut: str | None, tile: int, halo: int | None, workers: int | None,
-            scheduler: str | None, rounding: str | None, axes: str | None, overwrite: bool) -> None:
+            scheduler: str | None, rounding: str | None, axes: str | None, scale_level: int,
+            overwrite: bool) -> None:
     """Predict MODEL (a pyquint model or an ilastik .ilp) on IMAGES, tile by tile.
 
-    IMAGES are files or folders: HDF5 (file.h5/dataset), TIFF (tiled or stripped) and .npy are
-    read window by window; other formats are loaded whole.
+    IMAGES are files or folders: HDF5 (file.h5/dataset), TIFF (tiled or stripped), .npy and
+    OME-Zarr / zarr (image.zarr, --scale-level) are read window by window; other formats are
+    loaded whole. Time series (HDF5, zarr, .npy with a t axis) are predicted frame by frame
+    into one output per time point, {nickname}_{source}_t0000.{ext} ...
 
     \b
     Example (a 30,000 × 30,000 section, Nutil-ready Glasbey PNG):
@@ -102,7 +109,7 @@ def predict(model: Path, images: tuple[str, ...], out: Path, sources: tuple[str,
     """
     from ..batch import collect_inputs, progress
     from ..export import export_filename, normalize_source
-    from ..tiles import predict_tiled
+    from ..tiles import frame_count, predict_tiled
 
     try:
         names = [normalize_source(s) for s in sources]
@@ -121,22 +128,35 @@ def predict(model: Path, images: tuple[str, ...], out: Path, sources: tuple[str,
             executor = client.get_executor()
         try:
             for image in progress(inputs, desc="images", total=len(inputs)):
-                outputs = [(s, export_filename(image, s, _FORMATS[f], dataset_dir=out))
-                           for s in names for f in fmts]
-                if not overwrite and all(p.exists() for _, p in outputs):
-                    click.echo(f"skip {image} (outputs exist; --overwrite to redo)")
-                    continue
-                start = time.perf_counter()
-                written = predict_tiled(clf, image, outputs, tile=tile, halo=halo, n_workers=workers,
-                                        executor=executor, palette=palette, compression=compression,
-                                        axes=axes)
-                click.echo(f"{image}: {time.perf_counter() - start:.1f} s -> "
-                           + ", ".join(str(p) for p in written))
+                n_frames = frame_count(image, axes, scale_level)
+                for frame in range(n_frames):
+                    outputs = [(s, _frame_name(export_filename(image, s, _FORMATS[f], dataset_dir=out),
+                                               frame if n_frames > 1 else None))
+                               for s in names for f in fmts]
+                    what = f"{image} t={frame}" if n_frames > 1 else f"{image}"
+                    if not overwrite and all(p.exists() for _, p in outputs):
+                        click.echo(f"skip {what} (outputs exist; --overwrite to redo)")
+                        continue
+                    start = time.perf_counter()
+                    written = predict_tiled(clf, image, outputs, tile=tile, halo=halo,
+                                            n_workers=workers, executor=executor, palette=palette,
+                                            compression=compression, axes=axes,
+                                            scale_level=scale_level,
+                                            frame=frame if n_frames > 1 else None)
+                    click.echo(f"{what}: {time.perf_counter() - start:.1f} s -> "
+                               + ", ".join(str(p) for p in written))
         finally:
             if client is not None:
                 client.close()
     except PyquintError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _frame_name(path: Path, frame: int | None) -> Path:
+    """``x_Probabilities.h5`` → ``x_Probabilities_t0003.h5`` for time point 3 of a series."""
+    if frame is None:
+        return path
+    return path.with_name(f"{path.stem}_t{frame:04d}{path.suffix}")
 
 
 @cli.command("make-test-image")

@@ -293,6 +293,7 @@ def predict(model: Path, inputs: tuple[Path, ...], sources: tuple[str, ...], fmt
         normalize_source,
         write_export,
     )
+    from ..frames import predict_sources_by_frame
     from ..pixel import PixelClassifier
 
     try:
@@ -333,12 +334,11 @@ def predict(model: Path, inputs: tuple[Path, ...], sources: tuple[str, ...], fmt
         try:
             data, in_axes = read_image(path, axes)
             canon, canon_axes = to_canonical(data, in_axes)
-            if canon.ndim not in (3, 4):
-                raise InputError(f"axes {in_axes!r}: time series are not supported")
             unlike = unlike_training(canon, clf.training_info_, path)
             if unlike:
                 click.echo(f"warning: {unlike}", err=True)
-            results = clf.predict_sources(canon, list(outs))
+            # time series: each frame on its own, as ilastik does
+            results = predict_sources_by_frame(clf, canon, canon_axes, list(outs))
             for source, out in outs.items():
                 write_export(path, source, results[source], canon_axes, in_axes, fmt=fmt,
                              internal_path=internal_path, output_axes=axis_order,

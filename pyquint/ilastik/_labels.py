@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,8 +107,15 @@ def block_axes(
     lane_axes: str | None,
     lane_canonical: str | None,
     source: object,
+    fits: Callable[[str], bool] | None = None,
 ) -> str:
-    """The axes of a stored label block, by the rules of the ilastik version that wrote it."""
+    """The axes of a stored label block, by the rules of the ilastik version that wrote it.
+
+    ``fits(axes)`` tells whether the block lies inside the lane's image when read with
+    ``axes``; among the version's candidates of the right dimensionality the first that fits
+    wins (ilastik 1.2.2 wrote 5-D blocks in the lane's own order, e.g. ``tzyxc``, not
+    ``txyzc``).
+    """
     if axistags is not None:
         axes = parse_axistags(axistags)
         if len(axes) == ndim:
@@ -120,9 +128,12 @@ def block_axes(
     else:
         candidates += [a for a in (lane_canonical, lane_axes) if a]
     candidates.append(_LEGACY_AXES)
-    for axes in candidates:
-        if len(axes) == ndim:
+    sized = [a for a in candidates if len(a) == ndim]
+    for axes in sized:
+        if fits is None or fits(axes):
             return axes
+    if sized:
+        return sized[0]
     raise InputError(
         f"{source}: cannot tell the axes of a {ndim}-D label block (no axistags attribute, "
         f"and the lane's axes are {lane_axes!r})"

@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, PyquintError
-from ..io import read_image, reorder_axes, to_canonical
+from ..frames import frame_pairs, frames, predict_sources_by_frame
+from ..io import read_image, reorder_axes, stored_axes, to_canonical
 from .project import IlastikProject, read_project
 
-__all__ = ["ProjectPredictor", "default_rounding", "predict_project"]
+__all__ = ["ProjectPredictor", "default_rounding", "predict_project", "read_input"]
 
 # rounding of the feature filters used by default for projects of ilastik >= 1.4: "fast"
 # agrees with "exact" (bit-identical to ilastik's fastfilters) on 99.9998 % of pc.ilp's
@@ -119,11 +120,14 @@ class ProjectPredictor:
             if not project.has_labels:
                 why = "no trained classifier and " if not project.has_forest else ""
                 raise InputError(f"{project.path}: the project has {why}no labels to train from")
-            lanes = project.training_data(tuple(self.search_dirs))
+            # ilastik never filters across t: each labelled frame is one training image
+            pairs = [(frame, lab) for image, axes, labels in
+                     project.training_data(tuple(self.search_dirs))
+                     for _, frame, lab in frame_pairs(image, axes, labels)]
             clf = PixelClassifier(features=selection, n_trees=self.n_trees, seed=self.seed,
                                   class_names=names, class_colors=colors, n_jobs=self.n_jobs,
                                   rounding=rounding)
-            clf.fit([image for image, _, _ in lanes], [labels for _, _, labels in lanes])
+            clf.fit([image for image, _ in pairs], [labels for _, labels in pairs])
         else:
             forest = project.forest()
             n_classes = max(len(names or ()), int(forest.classes.max()))
@@ -169,16 +173,20 @@ class ProjectPredictor:
             raise InputError("this ProjectPredictor is not fitted yet; call fit()")
 
     def predict_proba(self, image: np.ndarray, axes: str | None = None) -> np.ndarray:
-        """Probabilities (float32, canonical spatial axes + N classes)."""
+        """Probabilities (float32, canonical axes with ``t`` first if any, + N classes)."""
         self._check()
-        canon, _ = _canonical(image, axes)
-        return self.classifier_.predict_proba(canon)
+        canon, canon_axes = _canonical(image, axes)
+        parts, _ = frames(canon, canon_axes)
+        out = [self.classifier_.predict_proba(p) for p in parts]
+        return np.stack(out) if "t" in canon_axes else out[0]
 
     def predict(self, image: np.ndarray, axes: str | None = None) -> np.ndarray:
-        """Simple Segmentation: uint8, 1..N, canonical spatial axes."""
+        """Simple Segmentation: uint8, 1..N, canonical spatial axes (``t`` first if any)."""
         self._check()
-        canon, _ = _canonical(image, axes)
-        return self.classifier_.predict(canon)
+        canon, canon_axes = _canonical(image, axes)
+        parts, _ = frames(canon, canon_axes)
+        out = [self.classifier_.predict(p) for p in parts]
+        return np.stack(out) if "t" in canon_axes else out[0]
 
     def compute(
         self, image: np.ndarray, axes: str | None, sources: Sequence[str]
@@ -186,11 +194,11 @@ class ProjectPredictor:
         """The requested export sources of one image, each canonical with channels last.
 
         Features are computed once for all sources ("Features" keeps the full feature stack;
-        otherwise prediction runs in memory-bounded tiles).
+        otherwise prediction runs in memory-bounded tiles), frame by frame for time series.
         """
         self._check()
-        canon, _ = _canonical(image, axes)
-        return self.classifier_.predict_sources(canon, sources)
+        canon, canon_axes = _canonical(image, axes)
+        return predict_sources_by_frame(self.classifier_, canon, canon_axes, sources)
 
 
 def _canonical(image: np.ndarray, axes: str | None) -> tuple[np.ndarray, str]:
@@ -203,6 +211,25 @@ def _canonical(image: np.ndarray, axes: str | None) -> tuple[np.ndarray, str]:
 
 
 # ---------------------------------------------------------------------- batch
+def read_input(path: Any, input_axes: str | None, project: IlastikProject,
+               scale_level: int = 0) -> tuple[np.ndarray, str]:
+    """Read an image to predict, with its axes: ``input_axes`` if given, else the file's own,
+    else the axes of the project's first lane when they fit (ilastik's stored axistags), else
+    guessed from the number of dimensions. ``scale_level`` picks an OME-Zarr resolution."""
+    from ..zarrio import is_zarr_path, read_zarr
+
+    if is_zarr_path(path):
+        return read_zarr(path, input_axes, scale_level)
+    if scale_level:
+        raise InputError(f"{path}: --scale-level applies to OME-Zarr inputs only")
+    data, axes = read_image(path, input_axes)
+    if input_axes is None and stored_axes(path) is None:
+        lane_axes = next((lane.axes for lane in project.lanes if lane.axes), None)
+        if lane_axes is not None and len(lane_axes) == data.ndim:
+            axes = lane_axes
+    return data, axes
+
+
 def _stored_settings(project: IlastikProject) -> dict[str, Any]:
     """Export defaults from the project's ``Prediction Export`` group, then ilastik's."""
     stored = project.export_settings
@@ -241,6 +268,7 @@ def predict_project(
     seed: int | None = None,
     n_jobs: int | None = None,
     predictor: ProjectPredictor | None = None,
+    scale_level: int = 0,
 ) -> list[Path]:
     """Headless batch prediction with an ilastik project, writing ilastik's export files.
 
@@ -253,12 +281,13 @@ def predict_project(
     ----------
     project : IlastikProject or path
     images : sequence of paths
-        Images (or folders of images) to predict; ``file.h5/inner`` for HDF5 datasets.
+        Images (or folders of images) to predict; ``file.h5/inner`` for HDF5 datasets,
+        ``image.zarr`` for OME-Zarr / zarr stores.
     export_source : str or sequence of str
         ``Probabilities`` (default), ``Simple Segmentation``, ``Uncertainty``, ``Features``,
         ``Labels`` (case-insensitive); several give several files from one computation.
     output_format : str, optional
-        ``hdf5``, ``compressed hdf5``, ``png``, ``tiff``, ``npy``.
+        ``hdf5``, ``compressed hdf5``, ``png``, ``tiff``, ``npy``, ``ome-zarr``.
     output_filename_format : str, optional
         With ``{dataset_dir}``, ``{nickname}``, ``{result_type}`` (and ``{roi}``,
         ``{x_start}``...) placeholders; relative results are resolved against the current
@@ -274,6 +303,8 @@ def predict_project(
         Existing outputs are skipped (resume) unless True. Inputs are never overwritten.
     predictor : ProjectPredictor, optional
         A fitted predictor to reuse (then ``project`` may be None).
+    scale_level : int
+        Resolution level of OME-Zarr inputs (0 = full resolution).
 
     Returns
     -------
@@ -322,7 +353,7 @@ def predict_project(
     for path, plan in progress(list(zip(inputs, plans)), desc="ilastik predict", total=len(inputs)):
         if plan is not None and not overwrite and all(o.exists() for o in plan.values()):
             continue
-        data, axes = read_image(path, input_axes)
+        data, axes = read_input(path, input_axes, project, scale_level)
         canon, canon_axes = to_canonical(data, axes)
         target = (settings["output_axis_order"] or output_axes_for(axes)).lower()
         if predictor is None:

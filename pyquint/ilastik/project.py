@@ -195,6 +195,24 @@ class IlastikProject:
             np.copyto(region, b.data, where=b.data > 0)
         return out
 
+    def frame_label_counts(self, lane: int) -> dict[int, list[int]]:
+        """Labelled pixels per class (index 0 = class 1) of each time point of ``lane`` that
+        holds labels; a lane without a time axis is frame 0."""
+        n = self.n_classes
+        out: dict[int, np.ndarray] = {}
+        for b in self.label_blocks:
+            if b.lane != lane:
+                continue
+            if "t" not in b.axes:
+                out[0] = out.get(0, np.zeros(n, np.int64)) + b.counts(n)
+                continue
+            ti = b.axes.index("t")
+            for k, t in enumerate(range(b.start[ti], b.stop[ti])):
+                frame = np.take(b.data, k, axis=ti)
+                counts = np.bincount(frame.ravel(), minlength=n + 1)[1 : n + 1]
+                out[t] = out.get(t, np.zeros(n, np.int64)) + counts
+        return {t: c.tolist() for t, c in sorted(out.items()) if c.any()}
+
     def lane_shape(self, lane: int) -> tuple[int, ...] | None:
         """The lane's image shape in canonical axes, if recorded in the project."""
         info = self.lanes[lane] if lane < len(self.lanes) else None
@@ -411,12 +429,18 @@ def _read_lane(f: Any, group: Any, index: int, role: str, project_path: Path) ->
     klass = str(values.get("__class__", ""))
     internal = location == "ProjectInternal" or klass == "ProjectInternalDatasetInfo"
     axes = parse_axistags(values["axistags"]) if "axistags" in values else None
+    if axes is None and "axisorder" in values:  # ilastik 1.0-1.1 kept a plain order string
+        axes = str(values["axisorder"]).lower() or None
     shape = values.get("shape")
     shape = tuple(int(s) for s in np.atleast_1d(shape)) if shape is not None else None
     internal_path = None
     resolved: str | None = None
     if internal:
         internal_path = str(values.get("inner_path") or file_path)
+        dataset_id = str(values.get("datasetId", ""))
+        if internal_path not in f and dataset_id and f"Input Data/local_data/{dataset_id}" in f:
+            # before 1.3 filePath kept the original file; the copy is named by datasetId
+            internal_path = f"Input Data/local_data/{dataset_id}"
         exists = internal_path in f
         if exists and shape is None:
             shape = tuple(f[internal_path].shape)
@@ -429,6 +453,8 @@ def _read_lane(f: Any, group: Any, index: int, role: str, project_path: Path) ->
             exists = bool(glob.glob(str(file)))
         else:
             exists = file.is_file()
+        if shape is None and exists and inner:  # ilastik 1.2 stored no shape: read the header
+            shape = _h5_shape(file, inner)
     return Lane(
         index=index,
         role=role,
@@ -442,6 +468,16 @@ def _read_lane(f: Any, group: Any, index: int, role: str, project_path: Path) ->
         path=resolved,
         exists=exists,
     )
+
+
+def _h5_shape(file: Path, inner: str) -> tuple[int, ...] | None:
+    """The shape of an HDF5 dataset of a lane (None when it cannot be read)."""
+    try:
+        with open_readonly(file) as h:
+            ds = h.get(inner)
+            return tuple(int(n) for n in ds.shape) if ds is not None and hasattr(ds, "shape") else None
+    except OSError:
+        return None
 
 
 def _read_features(f: Any, project: IlastikProject) -> None:
@@ -495,11 +531,27 @@ def _read_label_sets(label_sets: Any, project: IlastikProject) -> None:
             tags = ds.attrs.get("axistags")
             tags = _text(tags) if tags is not None else None
             data = np.asarray(ds[()])
-            axes = block_axes(data.ndim, tags, project.version_tuple, lane_axes, target, source)
+            axes = block_axes(data.ndim, tags, project.version_tuple, lane_axes, target, source,
+                              fits=_fits(info, slice_text))
             if target is None:
                 target = canonical_axes(axes, data.shape)
             block = convert_block(lane, name, data, slice_text, tags, axes, target, source)
             project.label_blocks.append(block)
+
+
+def _fits(info: Lane | None, slice_text: str):
+    """``axes → bool``: does a block with ``blockSlice`` ``slice_text`` lie inside the lane's
+    image read in ``axes``? (None when the lane's shape is unknown.)"""
+    from ._labels import parse_block_slice
+
+    if info is None or info.shape is None or info.axes is None or len(info.shape) != len(info.axes):
+        return None
+    sizes = dict(zip(info.axes, info.shape))
+    try:
+        ranges = parse_block_slice(slice_text, "")
+    except InputError:
+        return None
+    return lambda axes: all(stop <= sizes.get(a, 1) for a, (_, stop) in zip(axes, ranges))
 
 
 def _forest_info(group: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@ See ``docs/performance.md`` for memory and speed figures.
 """
 
 from ._png import PNG_SIGNATURE, PNGStreamWriter, png_chunks
-from ._predict import TILE_SOURCES, Tile, TilePredictor, predict_tiled, tile_grid
+from ._predict import TILE_SOURCES, Tile, TilePredictor, frame_count, predict_tiled, tile_grid
 from ._readers import ArrayImage, LazyImage, open_lazy
 from ._synth import make_test_image, mosaic_tile
 from ._writers import H5TileWriter, PNGTileWriter, TiffTileWriter, TileWriter, open_writer
@@ -24,6 +24,7 @@ __all__ = [
     "TilePredictor",
     "TiffTileWriter",
     "TileWriter",
+    "frame_count",
     "make_test_image",
     "mosaic_tile",
     "open_lazy",

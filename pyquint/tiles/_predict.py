@@ -25,8 +25,8 @@ from ..io import split_h5_path
 from ._readers import LazyImage, open_lazy
 from ._writers import TileWriter, open_writer
 
-__all__ = ["Tile", "TilePredictor", "auto_workers", "tile_grid", "tile_memory", "predict_tiled",
-           "TILE_SOURCES"]
+__all__ = ["Tile", "TilePredictor", "auto_workers", "frame_count", "tile_grid", "tile_memory",
+           "predict_tiled", "TILE_SOURCES"]
 
 #: Export sources a tiled run can produce (ilastik's names; "Labels" needs a project).
 TILE_SOURCES = ("Probabilities", "Simple Segmentation", "Uncertainty", "Features")
@@ -286,6 +286,24 @@ def _run_ordered(fn: Callable[[Tile], Any], tiles: Sequence[Tile], executor: Exe
         yield tiles[i], result
 
 
+def frame_count(source: Any, axes: str | None = None, scale_level: int = 0) -> int:
+    """Time points of an image for the tile path (1 for images without ``t``; TIFF and
+    formats read whole count as 1)."""
+    if isinstance(source, LazyImage):
+        return source.n_frames
+    if not isinstance(source, np.ndarray):
+        from ..zarrio import is_zarr_path
+
+        if not (is_zarr_path(source) or _format_suffix(source) in (".h5", ".hdf5", ".hdf", ".npy")):
+            return 1
+    reader = open_lazy(source, axes, scale_level=scale_level, frame=0)
+    try:
+        return reader.n_frames
+    finally:
+        if not isinstance(source, LazyImage):
+            reader.close()
+
+
 def predict_tiled(
     classifier: Any,
     source: str | os.PathLike | np.ndarray | LazyImage,
@@ -299,6 +317,8 @@ def predict_tiled(
     compression: str | None = None,
     axes: str | None = None,
     show_progress: bool = True,
+    scale_level: int = 0,
+    frame: int | None = None,
 ) -> dict[str, Path]:
     """Predict a large 2-D image tile by tile and stream the results to disk.
 
@@ -314,7 +334,7 @@ def predict_tiled(
         source in several files (``[("Simple Segmentation", "s.png"), ("Simple Segmentation",
         "s.tif")]``), all from one pass. The format follows the suffix: ``.png`` (streamed,
         8-bit), ``.tif``/``.tiff`` (tiled, deflate), ``.h5`` (ilastik's ``exported_data``
-        layout, or ``file.h5/dataset``).
+        layout, or ``file.h5/dataset``), ``.zarr`` (OME-Zarr 0.4, ``cyx``, chunk by chunk).
     tile : int or (int, int)
         Core tile size in pixels (rows, columns). Memory grows with
         ``(tile + 2·halo)² × n_features × 4`` bytes per tile in flight.
@@ -338,6 +358,11 @@ def predict_tiled(
         Stored axes of ``source`` when the file does not say.
     show_progress : bool
         Show a progress bar over tiles (also disabled by ``PYQUINT_NO_PROGRESS``).
+    scale_level : int
+        Resolution level of an OME-Zarr ``source`` (0 = full resolution).
+    frame : int, optional
+        The time point of a time-series ``source`` to predict (features never cross ``t``);
+        see :func:`frame_count`.
 
     Returns
     -------
@@ -363,7 +388,7 @@ def predict_tiled(
         raise InputError(f"two outputs would be written to the same file: {[str(p) for _, p in pairs]}")
     if not isinstance(source, (np.ndarray, LazyImage)):
         guard_outputs([source], [p for _, p in pairs])
-    reader = open_lazy(source, axes)
+    reader = open_lazy(source, axes, scale_level=scale_level, frame=frame)
     bands = tile_grid(reader.shape, tile, halo)
     band_rows = [(band[0].y0, band[0].y1) for band in bands]
     h, w, _ = reader.shape

@@ -74,6 +74,9 @@ class LazyImage:
     shape: tuple[int, int, int]
     dtype: np.dtype
     axes: str  # stored axes over tzyxc
+    frame: int | None = None  # the time point read, for time series (None: no t > 1 allowed)
+    n_frames: int = 1
+    _window_axes: str  # axes of what _read_stored returns (t dropped when a frame is chosen)
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """The window ``[y0:y1, x0:x1]`` as a ``(y1-y0, x1-x0, C)`` array."""
@@ -81,12 +84,15 @@ class LazyImage:
         if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
             raise InputError(f"window y {y0}:{y1}, x {x0}:{x1} is outside the image of shape {h}×{w}")
         data = self._read_stored(y0, y1, x0, x1)
-        return np.ascontiguousarray(reorder_axes(data, self.axes, "yxc"))
+        return np.ascontiguousarray(reorder_axes(data, self._window_axes, "yxc"))
 
     def _stored_index(self, y0: int, y1: int, x0: int, x1: int) -> tuple[Any, ...]:
         index: list[Any] = []
         for a in self.axes:
-            index.append(slice(y0, y1) if a == "y" else slice(x0, x1) if a == "x" else slice(None))
+            if a == "t" and self.frame is not None:
+                index.append(self.frame)
+            else:
+                index.append(slice(y0, y1) if a == "y" else slice(x0, x1) if a == "x" else slice(None))
         return tuple(index)
 
     def _read_stored(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:  # pragma: no cover
@@ -94,9 +100,21 @@ class LazyImage:
 
     def _set_layout(self, stored_shape: tuple[int, ...], axes: str, dtype: np.dtype) -> None:
         source = self.path or "array"
-        self.axes = _canonical_order(axes, stored_shape, source)
-        self.dtype = _check_pixel_dtype(np.dtype(dtype), source)
         size = dict(zip(axes, stored_shape))
+        self._window_axes = axes
+        if self.frame is not None:
+            self.n_frames = int(size.get("t", 1))
+            if not 0 <= self.frame < self.n_frames:
+                raise InputError(f"{source}: time point {self.frame} does not exist "
+                                 f"(t = 0..{self.n_frames - 1})")
+            if "t" in axes:
+                self._window_axes = axes.replace("t", "")
+                _canonical_order(self._window_axes, tuple(n for a, n in zip(axes, stored_shape)
+                                                          if a != "t"), source)
+        if self._window_axes == axes:
+            _canonical_order(axes, stored_shape, source)
+        self.axes = axes
+        self.dtype = _check_pixel_dtype(np.dtype(dtype), source)
         self.shape = (int(size["y"]), int(size["x"]), int(size.get("c", 1)))
 
     def close(self) -> None:
@@ -115,7 +133,9 @@ class LazyImage:
 class ArrayImage(LazyImage):
     """An in-memory (or memory-mapped) array seen through the reader interface."""
 
-    def __init__(self, data: np.ndarray, axes: str | None = None, path: str | None = None) -> None:
+    def __init__(self, data: np.ndarray, axes: str | None = None, path: str | None = None,
+                 frame: int | None = None) -> None:
+        self.frame = frame
         data = data if isinstance(data, np.memmap) else np.asarray(data)
         if axes is None:
             axes = "yx" if data.ndim == 2 else guess_axes(data.shape)
@@ -132,7 +152,9 @@ class ArrayImage(LazyImage):
 class NpyImage(LazyImage):
     """A ``.npy`` file, memory-mapped (only the pages of a window are read)."""
 
-    def __init__(self, path: str | os.PathLike, axes: str | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, axes: str | None = None,
+                 frame: int | None = None) -> None:
+        self.frame = frame
         self.path = os.fspath(path)
         self._axes_override = axes
         self._open()
@@ -164,7 +186,9 @@ class NpyImage(LazyImage):
 class H5Image(LazyImage):
     """An HDF5 dataset (``file.h5/dataset``); h5py reads only the chunks a window touches."""
 
-    def __init__(self, path: str | os.PathLike, axes: str | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, axes: str | None = None,
+                 frame: int | None = None) -> None:
+        self.frame = frame
         self._file, inner = split_h5_path(path)
         self._axes_override = axes
         self._lock = threading.Lock()
@@ -363,7 +387,8 @@ class TiffImage(LazyImage):
         self._lock = threading.Lock()
 
 
-def open_lazy(source: str | os.PathLike | np.ndarray | LazyImage, axes: str | None = None) -> LazyImage:
+def open_lazy(source: str | os.PathLike | np.ndarray | LazyImage, axes: str | None = None,
+              *, scale_level: int = 0, frame: int | None = None) -> LazyImage:
     """Open an image for window-by-window reading.
 
     Parameters
@@ -374,6 +399,12 @@ def open_lazy(source: str | os.PathLike | np.ndarray | LazyImage, axes: str | No
         cannot be read partially and are loaded whole.
     axes : str, optional
         Stored axes (e.g. ``"cyx"``) when the file does not say.
+    scale_level : int
+        Resolution level of an OME-Zarr image (``image.zarr``, read chunk by chunk; also
+        plain zarr arrays).
+    frame : int, optional
+        The time point to read from a time series (HDF5, zarr, ``.npy``, arrays); each frame
+        is then a 2-D image of its own. ``n_frames`` tells how many there are.
 
     Returns
     -------
@@ -382,7 +413,13 @@ def open_lazy(source: str | os.PathLike | np.ndarray | LazyImage, axes: str | No
     if isinstance(source, LazyImage):
         return source
     if isinstance(source, np.ndarray):
-        return ArrayImage(source, axes)
+        return ArrayImage(source, axes, frame=frame)
+    from ..zarrio import is_zarr_path
+
+    if is_zarr_path(source):
+        from ._zarr import ZarrImage
+
+        return ZarrImage(source, axes, scale_level, frame=frame)
     file, _ = split_h5_path(source)
     if not file.exists():
         raise InputError(f"{file}: no such file")
@@ -390,10 +427,13 @@ def open_lazy(source: str | os.PathLike | np.ndarray | LazyImage, axes: str | No
         raise InputError(f"{file}: is a folder, not an image")
     suffix = file.suffix.lower()
     if suffix in H5_SUFFIXES:
-        return H5Image(source, axes)
+        return H5Image(source, axes, frame=frame)
     if suffix in TIFF_SUFFIXES:
+        if frame:
+            raise InputError(f"{file}: time points of TIFF files are not read tile by tile; "
+                             "convert the series to HDF5 or zarr")
         return TiffImage(file, axes)
     if suffix == ".npy":
-        return NpyImage(file, axes)
+        return NpyImage(file, axes, frame=frame)
     data, stored_axes = read_image(source, axes)
-    return ArrayImage(data, stored_axes, path=os.fspath(Path(source)))
+    return ArrayImage(data, stored_axes, path=os.fspath(Path(source)), frame=frame)

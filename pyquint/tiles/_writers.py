@@ -321,7 +321,8 @@ class TiffTileWriter(TileWriter):
 def open_writer(path: str | os.PathLike, shape: tuple[int, int, int], dtype: Any,
                 bands: Sequence[tuple[int, int]], *, palette: np.ndarray | None = None,
                 attrs: dict | None = None, compression: str | None = None) -> TileWriter:
-    """A :class:`TileWriter` chosen by the file suffix (``.h5``, ``.tif(f)``, ``.png``).
+    """A :class:`TileWriter` chosen by the file suffix (``.h5``, ``.tif(f)``, ``.png``,
+    ``.zarr`` for OME-Zarr).
 
     ``compression``: ``None`` (HDF5 uncompressed, TIFF deflate), ``"gzip"``/``"zlib"`` (both
     deflate-compressed; HDF5 at gzip level 1 as ilastik) or ``"none"`` (neither).
@@ -339,4 +340,8 @@ def open_writer(path: str | os.PathLike, shape: tuple[int, int, int], dtype: Any
                               compression=None if compression == "none" else "zlib")
     if suffix == ".png":
         return PNGTileWriter(path, shape, dtype, bands, palette=palette)
-    raise InputError(f"{path}: cannot stream {suffix!r}; use .png, .tif(f) or .h5")
+    if suffix == ".zarr":
+        from ._zarr import OmeZarrTileWriter
+
+        return OmeZarrTileWriter(path, shape, dtype, bands, attrs=attrs)
+    raise InputError(f"{path}: cannot stream {suffix!r}; use .png, .tif(f), .h5 or .zarr")
