@@ -163,7 +163,10 @@ def _load_block(X, r, c0, n, block, buf, bad, scratch):  # pragma: no cover - co
             has_nan |= v != v
             scratch[0] = v + np.float32(0.0)  # -0 → +0
             k = bits[0]
-            buf[f * block + i] = ~k if k >> np.uint32(31) else k | np.uint32(0x80000000)
+            # negatives: all bits flipped, positives: the sign bit set (no branch: signs of
+            # derivative features are random)
+            buf[f * block + i] = k ^ ((k >> np.uint32(31)) * np.uint32(0x7FFFFFFF)
+                                      | np.uint32(0x80000000))
         bad[i] = has_nan
 
 
