@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import sys
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -101,10 +102,20 @@ def install_signal_handlers() -> Callable[[], None]:
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     saved = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # A signal that lands inside a weakref callback or __del__ is "ignored" by Python, which
+    # prints a traceback; the batch loop raises it again from the recorded flag, so say nothing.
+    saved_hook = sys.unraisablehook
+
+    def quiet_interrupts(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, Interrupted):
+            saved_hook(unraisable)
+
+    sys.unraisablehook = quiet_interrupts
 
     def restore() -> None:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
+        sys.unraisablehook = saved_hook
 
     return restore
 

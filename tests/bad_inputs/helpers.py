@@ -65,7 +65,7 @@ def start(args: list[str], env: dict | None = None, ignore_sigint: bool = False,
                             env=env_for(env), preexec_fn=preexec, cwd=cwd)
 
 
-def finish(proc: subprocess.Popen, timeout: float = 90) -> Run:
+def finish(proc: subprocess.Popen, timeout: float = 90, kill=None) -> Run:
     """Wait for ``proc`` (killed after ``timeout`` s: the test then fails on its exit status)
     and read the child's own peak memory from ``wait4``."""
     out_chunks: dict[str, str] = {}
@@ -77,7 +77,7 @@ def finish(proc: subprocess.Popen, timeout: float = 90) -> Run:
                (("out", proc.stdout), ("err", proc.stderr))]
     for t in threads:
         t.start()
-    timer = threading.Timer(timeout, proc.kill)
+    timer = threading.Timer(timeout, kill or proc.kill)
     timer.start()
     try:
         _, status, usage = os.wait4(proc.pid, 0)
@@ -90,8 +90,33 @@ def finish(proc: subprocess.Popen, timeout: float = 90) -> Run:
                usage.ru_maxrss / 1024.0)
 
 
+# A child's ru_maxrss starts from its parent's peak RSS: Linux carries the old address
+# space's high-water mark across fork/vfork + exec. The pytest process can be several hundred
+# MB by then, so the command runs under this small launcher, which reports its grandchild's
+# own peak (the launcher itself stays at ~15 MB).
+_LAUNCHER = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_subprocess(args: list[str], env: dict | None = None, timeout: float = 90) -> Run:
-    return finish(start(args, env), timeout)
+    """Run ``pyquint args`` in a fresh process; ``max_rss_mb`` is that process's own peak."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "maxrss"
+        proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(report), sys.executable,
+                                 "-m", "pyquint", *[str(a) for a in args]],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env_for(env), start_new_session=True)
+        run = finish(proc, timeout, kill=lambda: os.killpg(proc.pid, signal.SIGKILL))
+        kib = float(report.read_text()) if report.exists() else None
+    return Run(run.code, run.stdout, run.stderr, None if kib is None else kib / 1024.0)
 
 
 # --------------------------------------------------------------------------- state checks
