@@ -34,18 +34,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def _best(fn, repeat: int) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t = time.process_time()
-        out = fn()
-        best = min(best, time.process_time() - t)
-    return best, out
-
-
 def main() -> None:
     import numpy as np
-    from realistic import brush_labels, make_noisy_section
+    from realistic import best_of, brush_labels, make_noisy_section
     from sklearn.ensemble import RandomForestClassifier
 
     from pyquint.features import FeatureSelection, compute_features
@@ -73,17 +64,17 @@ def main() -> None:
     ff.predict_proba(X[:64], n_jobs=1)
     ff.predict(X[:64], n_jobs=1)
     rows = []
-    t, got = _best(lambda: ff.predict_proba(X, n_jobs=1), a.repeat)
+    t, got = best_of(a.repeat, lambda: ff.predict_proba(X, n_jobs=1), time.process_time)
     rows.append(("pyquint predict_proba", t, np.array_equal(got, want)))
-    t, got = _best(lambda: ff.predict(X, n_jobs=1), a.repeat)
+    t, got = best_of(a.repeat, lambda: ff.predict(X, n_jobs=1), time.process_time)
     rows.append(("pyquint predict (early stop)", t, np.array_equal(got, want.argmax(1) + 1)))
-    t, got = _best(lambda: rf.predict_proba(X), a.repeat)
+    t, got = best_of(a.repeat, lambda: rf.predict_proba(X), time.process_time)
     rows.append(("sklearn predict_proba", t, True))
     try:
         import treelite
 
         model = treelite.sklearn.import_model(rf)
-        t, got = _best(lambda: treelite.gtil.predict(model, X, nthread=1), 1)
+        t, got = best_of(1, lambda: treelite.gtil.predict(model, X, nthread=1), time.process_time)
         got = np.asarray(got).reshape(X.shape[0], -1).astype(np.float32)
         rows.append(("treelite gtil", t, np.array_equal(got, want)))
         try:
@@ -97,7 +88,7 @@ def main() -> None:
                 build_s = time.perf_counter() - t0
                 predictor = tl2cgen.Predictor(str(lib), nthread=1)
                 dmat = tl2cgen.DMatrix(X)
-                t, got = _best(lambda: predictor.predict(dmat), a.repeat)
+                t, got = best_of(a.repeat, lambda: predictor.predict(dmat), time.process_time)
                 got = np.asarray(got).reshape(X.shape[0], -1).astype(np.float32)
                 rows.append((f"tl2cgen compiled (build {build_s:.0f} s)", t,
                              np.array_equal(got, want)))

@@ -55,6 +55,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 RUNS = 2
 
 
+from realistic import best_of  # noqa: E402  (benchmarks/ is on sys.path above)
+
+
 def _data(size: int, seed: int, image_kind: str, model: str):
     from realistic import brush_labels, clean_labels, make_noisy_section
 
@@ -120,12 +123,12 @@ def _pyquint(phase: str, image, truth, labels, trees: int, seed: int, retrain: i
     res["n_nodes"] = clf.forest_.n_nodes
     clf.predict_proba(image[:96, :96])  # load the compiled kernels (numba's on-disk cache)
     clf.predict(image[:96, :96])
-    secs, proba = _best_of(RUNS, lambda: clf.predict_proba(image))
+    secs, proba = best_of(RUNS, lambda: clf.predict_proba(image))
     res["predict_s_per_mp"] = secs / mp
     t = time.perf_counter()
     export_array(os.path.join(tmp, "p.h5"), proba, "yxc")
     res["export_s_per_mp"] = (time.perf_counter() - t) / mp
-    secs, seg = _best_of(RUNS, lambda: clf.predict(image))
+    secs, seg = best_of(RUNS, lambda: clf.predict(image))
     res["segment_s_per_mp"] = secs / mp
     t = time.perf_counter()
     export_array(os.path.join(tmp, "s.png"), seg[..., np.newaxis], "yxc")
@@ -169,7 +172,7 @@ def _peer(phase: str, image, truth, labels, trees: int, seed: int, retrain: int,
         f = multiscale_basic_features(image, channel_axis=channel_axis)
         return rf.predict_proba(f.reshape(-1, f.shape[-1])).reshape(truth.shape + (-1,))
 
-    secs, proba = _best_of(RUNS, predict)
+    secs, proba = best_of(RUNS, predict)
     res["predict_s_per_mp"] = secs / mp
     t = time.perf_counter()
     with h5py.File(os.path.join(tmp, "p.h5"), "w") as h5:
@@ -183,17 +186,6 @@ def _peer(phase: str, image, truth, labels, trees: int, seed: int, retrain: int,
     Image.fromarray(seg).save(os.path.join(tmp, "s.png"))
     res["segment_export_s_per_mp"] = (time.perf_counter() - t) / mp
     res["stain_f1"] = _f1(seg == 2, truth > 0)
-
-
-def _best_of(n: int, fn):
-    """(fastest wall seconds, result) of ``n`` runs: the first run of a process also pays
-    for first-touch page faults and loading compiled code for new array layouts."""
-    best, out = float("inf"), None
-    for _ in range(n):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
 
 
 def _f1(pred, truth) -> float:

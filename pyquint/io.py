@@ -38,6 +38,7 @@ __all__ = [
     "check_image_budget",
     "check_tiff_complete",
     "guess_axes",
+    "h5_dataset_name",
     "lock_folder",
     "memory_budget",
     "parse_axistags",
@@ -397,6 +398,18 @@ def read_image(path: str | os.PathLike, axes: str | None = None) -> tuple[np.nda
     return data, axes
 
 
+def h5_dataset_name(f: Any, inner: str | None) -> str | None:
+    """``inner`` if the open HDF5 file ``f`` holds it, the file's only dataset when ``inner``
+    is None, else None."""
+    import h5py
+
+    if inner is None:
+        names: list[str] = []
+        f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+        inner = names[0] if len(names) == 1 else None
+    return inner if inner is not None and inner in f else None
+
+
 def stored_axes(path: str | os.PathLike) -> str | None:
     """The axes an image file records itself, or None when they would be guessed.
 
@@ -420,11 +433,8 @@ def stored_axes(path: str | os.PathLike) -> str | None:
             import h5py
 
             with h5py.File(file, "r", locking=False) as f:
+                inner = h5_dataset_name(f, inner)
                 if inner is None:
-                    names: list[str] = []
-                    f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
-                    inner = names[0] if len(names) == 1 else None
-                if inner is None or inner not in f:
                     return None
                 tags = f[inner].attrs.get("axistags")
                 return parse_axistags(tags) if tags is not None else None

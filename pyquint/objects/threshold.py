@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import InputError
-from ..io import read_image, split_h5_path, to_canonical
+from ..io import h5_dataset_name, read_image, split_h5_path, to_canonical
 
 __all__ = [
     "METHODS",
@@ -81,11 +81,8 @@ def _h5_drange(path: str | os.PathLike) -> tuple[float, float] | None:
     import h5py
 
     with h5py.File(file, "r") as f:
+        inner = h5_dataset_name(f, inner)
         if inner is None:
-            names: list[str] = []
-            f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
-            inner = names[0] if len(names) == 1 else None
-        if inner is None or inner not in f:
             return None
         value = f[inner].attrs.get("drange")
     if value is None:
