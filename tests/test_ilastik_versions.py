@@ -1,6 +1,8 @@
-"""Older ilastik project layouts (1.2, 1.3.x, 1.4 betas) built from pc.ilp's real forest and labels:
-lanes (copied into the project as ``txyzc`` / linked), label blocks by each version's axis rule,
-the stored forest evaluated, retraining from the labels, and the root-threshold oracle."""
+"""Older ilastik project layouts (1.2, 1.3.x, 1.4 betas): lanes (copied into the project as
+``txyzc`` / linked), label blocks by each version's axis rule, the stored forest evaluated,
+retraining from the labels. The layouts are built from a pyquint-written project with a stored
+vigra-layout forest (``forested_ilp``); the root-threshold oracle, whose subject is ilastik's own
+forest, uses the real pc.ilp."""
 
 from __future__ import annotations
 
@@ -47,6 +49,8 @@ def legacy_project(pc_ilp: Path, out: Path, version: str, *, frames: bool = Fals
     v = parse_version(version)
     with h5py.File(out, "a") as f:
         raw = f["Input Data/local_data"][next(iter(f["Input Data/local_data"]))][()][crop]
+        if raw.ndim == 2:  # a grey lane stored as yx: the layouts below have a channel axis
+            raw = raw[..., np.newaxis]
         blocks = _blocks(f, crop)
         series = np.stack([raw[::-1, ::-1], raw]) if frames else raw[None]
         del f["ilastikVersion"], f["Input Data"], f["PixelClassification/LabelSets"]
@@ -85,14 +89,23 @@ def legacy_project(pc_ilp: Path, out: Path, version: str, *, frames: bool = Fals
     return out
 
 
+WHOLE = (slice(None), slice(None))
+
+
 @pytest.fixture(scope="module")
-def reference(pc_ilp: Path):
-    """pc.ilp itself on the crop: stored-forest probabilities and a seeded retrain (exact
-    features, so that every layout is compared with the same arithmetic)."""
-    project = read_project(pc_ilp)
-    raw, _ = project.read_lane(0)
-    crop = raw[CROP]
-    labels = project.label_image(0)[CROP]
+def base(forested_ilp: Path) -> Path:
+    """The project the older layouts are made from (its whole image is the crop)."""
+    return forested_ilp
+
+
+@pytest.fixture(scope="module")
+def reference(base: Path):
+    """The base project itself: stored-forest probabilities (exact features, so that every
+    layout is compared with the same arithmetic)."""
+    project = read_project(base)
+    raw, axes = project.read_lane(0)
+    crop = raw[WHOLE] if raw.ndim == 3 else raw[WHOLE][..., np.newaxis]  # yxc
+    labels = project.label_image(0)[WHOLE]
     stored = ProjectPredictor(project, rounding="exact").fit()
     return crop, labels, stored.predict_proba(crop, "yxc")
 
@@ -101,9 +114,9 @@ VERSIONS = ["1.2.0rc10", "1.3.3post1", "1.3.3post3", "1.4.0b5"]
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_older_layouts_read_and_evaluate(pc_ilp: Path, tmp_path: Path, reference, version: str) -> None:
+def test_older_layouts_read_and_evaluate(base: Path, tmp_path: Path, reference, version: str) -> None:
     crop, labels, expected = reference
-    ilp = legacy_project(pc_ilp, tmp_path / "old.ilp", version)
+    ilp = legacy_project(base, tmp_path / "old.ilp", version, crop=WHOLE)
     project = read_project(ilp)
     assert project.lanes[0].exists
     assert np.array_equal(project.label_image(0), labels)
@@ -113,9 +126,9 @@ def test_older_layouts_read_and_evaluate(pc_ilp: Path, tmp_path: Path, reference
     assert np.array_equal(predictor.predict_proba(raw, axes), expected)
 
 
-def test_older_2d_t_layout_stored_forest_per_frame(pc_ilp: Path, tmp_path: Path, reference) -> None:
+def test_older_2d_t_layout_stored_forest_per_frame(base: Path, tmp_path: Path, reference) -> None:
     crop, labels, expected = reference
-    ilp = legacy_project(pc_ilp, tmp_path / "old.ilp", "1.2.0rc10", frames=True)
+    ilp = legacy_project(base, tmp_path / "old.ilp", "1.2.0rc10", frames=True, crop=WHOLE)
     project = read_project(ilp)
     assert project.lanes[0].canonical_axes == "tyxc"
     assert sorted(project.frame_label_counts(0)) == [1]
@@ -126,7 +139,7 @@ def test_older_2d_t_layout_stored_forest_per_frame(pc_ilp: Path, tmp_path: Path,
     assert axes == "txyzc"
     proba = predictor.predict_proba(raw, axes)
     assert np.array_equal(proba[1], expected)
-    flipped = ProjectPredictor(read_project(pc_ilp), rounding="exact").fit()
+    flipped = ProjectPredictor(read_project(base), rounding="exact").fit()
     assert np.array_equal(proba[0], flipped.predict_proba(crop[::-1, ::-1], "yxc"))
     # retraining draws its samples from the labelled frame only: same forest as from the crop
     retrained = ProjectPredictor(project, retrain=True, seed=0, n_trees=8, rounding="exact").fit()
