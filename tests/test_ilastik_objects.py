@@ -131,12 +131,13 @@ def test_object_project_retrained_and_exported(tmp_path: Path) -> None:
     assert [r["Predicted Class"] for r in rows] == [["label", "artefact"][c - 1] for c in classes]
 
 
-def test_stored_object_forest_must_fit(tmp_path: Path, pc_ilp: Path) -> None:
+def test_stored_object_forest_must_fit(tmp_path: Path, forested_ilp: Path) -> None:
     """A stored object forest whose inputs do not fit the selected features is refused (here
-    pc.ilp's 49-feature pixel forest stands in for an object forest)."""
+    a pyquint-written project's 49-feature pixel forest, in vigra's layout, stands in for an
+    object forest)."""
     raw_path, pm, _, _ = _write_inputs(tmp_path, "img", 3)
     ilp = _oc_project(tmp_path / "oc.ilp", raw_path, pm, {1: 1, 2: 2}, 2)
-    with h5py.File(ilp, "a") as f, h5py.File(pc_ilp, "r") as pc:
+    with h5py.File(ilp, "a") as f, h5py.File(forested_ilp, "r") as pc:
         pc.copy(pc["PixelClassification/ClassifierForests"], f["ObjectClassification"],
                 name="ClassifierForests")
     assert object_settings(read_project(ilp)).has_forest
