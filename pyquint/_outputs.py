@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -138,6 +139,21 @@ def _release_all() -> None:
 
 
 @contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Block SIGINT and SIGTERM for this thread during the block (no-op where unsupported)."""
+    signals = {signal.SIGINT, signal.SIGTERM}
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - not POSIX
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
@@ -153,10 +169,13 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     if parent not in _CLEANED:
         _CLEANED.add(parent)
         remove_stale_temps(parent)
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.stem), suffix=".tmp" + path.suffix,
-                               dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    # Ctrl-C between creating the temp file and entering ``try`` would leak it: hold the
+    # signals back (they are delivered right after) while the file is made.
+    with _signals_held():
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.stem), suffix=".tmp" + path.suffix,
+                                   dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
     try:
         yield tmp_path
         # mkstemp creates 0600 files; give the output the permissions a plain open() would.
