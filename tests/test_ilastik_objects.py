@@ -58,6 +58,23 @@ THRESHOLD = {"CurOperator": 0, "Channel": 1, "CoreChannel": 1, "LowThreshold": 0
              "HighThreshold": 0.8, "MinSize": 5, "MaxSize": 100000}
 
 
+def _object_groups(f: h5py.File, labels: dict[int, int], n_objects: int) -> None:
+    """The threshold settings, selected features and object labels of an OC project."""
+    t = f.create_group("ThresholdTwoLevels")
+    for key, value in THRESHOLD.items():
+        t[key] = value
+    for a in "xyz":
+        t[f"SmootherSigma/{a}"] = 1.0
+    oc = f.create_group("ObjectClassification")
+    for name in FEATURES:
+        oc.create_group(f"SelectedFeatures/Standard Object Features/{name}")
+    oc["LabelNames"] = np.array([b"label", b"artefact"])
+    values = np.zeros(n_objects + 1, np.float32)
+    for oid, cls in labels.items():
+        values[oid] = cls
+    oc["LabelInputs/0000/0"] = values
+
+
 def _oc_project(path: Path, raw_path: Path, pm: Path, labels: dict[int, int], n_objects: int) -> Path:
     with h5py.File(path, "w") as f:
         f["ilastikVersion"] = b"1.3.3post1"
@@ -68,19 +85,7 @@ def _oc_project(path: Path, raw_path: Path, pm: Path, labels: dict[int, int], n_
             g["location"] = b"FileSystem"
             g["nickname"] = target.stem.encode()
             g["axistags"] = axistags_json("yxc").encode()
-        t = f.create_group("ThresholdTwoLevels")
-        for key, value in THRESHOLD.items():
-            t[key] = value
-        for a in "xyz":
-            t[f"SmootherSigma/{a}"] = 1.0
-        oc = f.create_group("ObjectClassification")
-        for name in FEATURES:
-            oc.create_group(f"SelectedFeatures/Standard Object Features/{name}")
-        oc["LabelNames"] = np.array([b"label", b"artefact"])
-        values = np.zeros(n_objects + 1, np.float32)
-        for oid, cls in labels.items():
-            values[oid] = cls
-        oc["LabelInputs/0000/0"] = values
+        _object_groups(f, labels, n_objects)
     return path
 
 
@@ -175,19 +180,7 @@ def test_pixel_and_object_project_makes_its_own_prediction_maps(tmp_path: Path) 
     with h5py.File(ilp, "a") as f:
         del f["workflowName"]
         f["workflowName"] = b"Object Classification (from pixel classification)"
-        t = f.create_group("ThresholdTwoLevels")
-        for key, value in THRESHOLD.items():
-            t[key] = value
-        for a in "xyz":
-            t[f"SmootherSigma/{a}"] = 1.0
-        oc = f.create_group("ObjectClassification")
-        for name in FEATURES:
-            oc.create_group(f"SelectedFeatures/Standard Object Features/{name}")
-        oc["LabelNames"] = np.array([b"label", b"artefact"])
-        values = np.zeros(n + 1, np.float32)
-        for oid, cls in mapping.items():
-            values[oid] = cls
-        oc["LabelInputs/0000/0"] = values
+        _object_groups(f, mapping, n)
 
     raw2, _ = _scene(8)
     Image.fromarray(raw2).save(tmp_path / "new.png")
