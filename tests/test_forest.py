@@ -139,6 +139,34 @@ def test_rows_with_nan_get_zero_probabilities():
     assert not p[0].any() and p[1].sum() == pytest.approx(1)
 
 
+def test_special_values_follow_float_comparison_in_the_kernels():
+    # the kernels turn float32 features into integer keys themselves; every special value must
+    # take the branch numpy's float comparison gives, and every NaN pattern must zero its row
+    special = np.array([0.0, -0.0, 1e-45, -1e-45, 1e-40, -1e-40, 1.0, -1.0, 3.4e38, -3.4e38,
+                        np.inf, -np.inf], np.float32)
+    nan_bits = np.array([0x7FC00000, 0x7F800001, 0x7FFFFFFF, 0xFFC00000, 0xFF800001,
+                         0xFFFFFFFF], np.uint32).view(np.float32)
+    thresholds = [0.0, -0.0, 1e-45, -1e-45, 1.0, -1.0, 3.0e38, -3.0e38]
+    n = len(thresholds)
+    # one stump per threshold on feature 0: left leaf class 1, right leaf class 2
+    feature = np.ravel([[0, -1, -1]] * n)
+    threshold = np.ravel([[t, 0, 0] for t in thresholds])
+    left = np.ravel([[3 * i + 1, -1, -1] for i in range(n)])
+    right = np.ravel([[3 * i + 2, -1, -1] for i in range(n)])
+    value = np.tile([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], (n, 1))
+    ff = FlatForest(feature, threshold, left, right, value, 3 * np.arange(n), [1, 2], 2, "le")
+    X = np.zeros((len(special) + len(nan_bits), 2), np.float32)
+    X[:, 0] = np.concatenate([special, nan_bits])
+    X[:, 1] = -0.0
+    got = ff.predict_proba(X)
+    right_share = (special[:, None].astype(np.float64) > np.array(thresholds)).mean(axis=1)
+    np.testing.assert_array_equal(got[: len(special), 1], right_share.astype(np.float32))
+    assert not got[len(special):].any()
+    # a NaN in another column also zeroes the row
+    X[: len(special), 1] = nan_bits[0]
+    assert not ff.predict_proba(X).any()
+
+
 def test_predict_input_errors():
     ff = _stump_forest("le")
     with pytest.raises(InputError, match="length 2"):

@@ -405,7 +405,9 @@ def _run_blocks(layout: Mapping[str, Any], X: np.ndarray, colmap: np.ndarray, ou
     ``winner``: the winning column of each pixel into ``out`` (X.shape[:-1], int32);
     otherwise the probabilities (X.shape[:-1] + (columns,), float32).
     """
-    # the kernels walk (rows, cols, F) grids: 2-D input is one row, 4-D+ is looped over
+    # the kernels read float32 features as their uint32 bit patterns (any strides), and walk
+    # (rows, cols, F) grids: 2-D input is one row, 4-D+ is looped over
+    X = X.view(np.uint32)
     if X.ndim == 2:
         grids = [(X[np.newaxis], out[np.newaxis])]
     else:
@@ -416,15 +418,15 @@ def _run_blocks(layout: Mapping[str, Any], X: np.ndarray, colmap: np.ndarray, ou
         if winner:
             def run(b0: int, b1: int, x3: np.ndarray = x3, o3: np.ndarray = o3) -> None:
                 _kernels.predict_winner(x3, b0, b1, block, *walk, layout["code"], layout["roots"],
-                                        layout["depth"], layout["sure"], colmap, o3)
+                                        layout["sure"], colmap, o3)
         elif layout["votes"]:
             def run(b0: int, b1: int, x3: np.ndarray = x3, o3: np.ndarray = o3) -> None:
                 _kernels.predict_votes(x3, b0, b1, block, *walk, layout["code"], layout["roots"],
-                                       layout["depth"], layout["sure"], colmap, o3)
+                                       layout["sure"], colmap, o3)
         else:
             def run(b0: int, b1: int, x3: np.ndarray = x3, o3: np.ndarray = o3) -> None:
-                _kernels.predict_sums(x3, b0, b1, block, *walk, layout["roots"], layout["depth"],
-                                      layout["sure"], layout["value"], colmap, o3)
+                _kernels.predict_sums(x3, b0, b1, block, *walk, layout["roots"], layout["sure"],
+                                      layout["value"], colmap, o3)
         n_blocks = x3.shape[0] * -(-x3.shape[1] // block)
         # a few chunks per thread even out uneven blocks (borders, NaN rows, early stops)
         n_chunks = min(n_blocks, 4 * n_threads) if n_threads > 1 else 1

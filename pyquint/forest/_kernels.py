@@ -153,97 +153,120 @@ def pack_layout(nodes: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray, 
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _load_block(X, r, c0, n, block, buf, bad, scratch):  # pragma: no cover - compiled
-    # keys of X[r, c0:c0+n] (any strides) into the feature-major buffer; flags rows with NaN
-    bits = scratch.view(np.uint32)
+def _load_block(X, r, c0, n, block, buf, bad, row):  # pragma: no cover - compiled
+    # keys of X[r, c0:c0+n] (float32 bit patterns as uint32, any strides) into the
+    # feature-major buffer; flags pixels holding NaN. One pixel's features are converted in a
+    # loop that LLVM vectorises (no branch: signs of derivative features are random), then
+    # scattered into the buffer's columns.
+    n_feat = X.shape[2]
     for i in range(n):
-        has_nan = False
-        for f in range(X.shape[2]):
-            v = X[r, c0 + i, f]
-            has_nan |= v != v
-            scratch[0] = v + np.float32(0.0)  # -0 → +0
-            k = bits[0]
-            # negatives: all bits flipped, positives: the sign bit set (no branch: signs of
-            # derivative features are random)
-            buf[f * block + i] = k ^ ((k >> np.uint32(31)) * np.uint32(0x7FFFFFFF)
-                                      | np.uint32(0x80000000))
-        bad[i] = has_nan
+        nan = np.uint32(0)
+        for f in range(n_feat):
+            k = X[r, c0 + i, f]
+            # negatives: all bits flipped, positives: the sign bit set. -0 gets 0x7FFFFFFF,
+            # one below +0's key: no threshold key lies between them (thresholds' -0 is
+            # made +0), so both go the same way. (uint32 throughout: numba widens mixed
+            # shifts to 64 bits, which halves the vector width.)
+            flip = np.uint32(np.uint32(k >> _U(31)) * np.uint32(0x7FFFFFFF)) | np.uint32(0x80000000)
+            k = np.uint32(k ^ flip)
+            # NaN keys lie outside [key(-inf), key(+inf)] = [0x007FFFFF, 0xFF800000]
+            nan |= np.uint32(np.uint32(k - np.uint32(0x007FFFFF)) > np.uint32(0xFF000001))
+            row[f] = k
+        bad[i] = nan != 0
+        for f in range(n_feat):
+            buf[f * block + i] = row[f]
 
 
-# One lane per line in the walk (E702 allowed for this file in pyproject.toml): the eight
+# One lane per line in the walks (E702 allowed for this file in pyproject.toml): the eight
 # lanes are the same statement, and reading them side by side is how they are checked.
-@njit(cache=True, nogil=True)
-def _walk(buf, m, t0, t1, packed, keys, code, roots, depth, sure, votes, sums,
-          value):  # pragma: no cover - compiled
-    """Trees ``t0..t1`` over buffer columns ``0..m`` (rounded up to 8): a vote per tree into
-    ``votes`` (16-bit counter ``code[leaf]``), or, when ``value`` has rows, the leaf's
-    distribution added to ``sums``."""
+# The vote and sum walks are separate functions around one inlined group walk, not one
+# function with a flag: with the flag's branch and arguments, LLVM spilled lanes (8 % slower).
+@njit(cache=True, nogil=True, inline="always")
+def _walk_group(buf, q, root, n_sure, packed, keys):  # pragma: no cover - compiled
+    """The leaves reached by buffer columns ``q..q+8`` from ``root``."""
     low = _U(0xFFFFFFFF)
     s32 = _U(32)
+    n0 = n1 = n2 = n3 = n4 = n5 = n6 = n7 = root
+    for _ in range(n_sure):  # no leaf is this shallow: no test needed
+        w = packed[n0]; n0 = (w >> s32) + _U(keys[n0] < buf[(w & low) + q])
+        w = packed[n1]; n1 = (w >> s32) + _U(keys[n1] < buf[(w & low) + q + _U(1)])
+        w = packed[n2]; n2 = (w >> s32) + _U(keys[n2] < buf[(w & low) + q + _U(2)])
+        w = packed[n3]; n3 = (w >> s32) + _U(keys[n3] < buf[(w & low) + q + _U(3)])
+        w = packed[n4]; n4 = (w >> s32) + _U(keys[n4] < buf[(w & low) + q + _U(4)])
+        w = packed[n5]; n5 = (w >> s32) + _U(keys[n5] < buf[(w & low) + q + _U(5)])
+        w = packed[n6]; n6 = (w >> s32) + _U(keys[n6] < buf[(w & low) + q + _U(6)])
+        w = packed[n7]; n7 = (w >> s32) + _U(keys[n7] < buf[(w & low) + q + _U(7)])
+    # until all eight lanes stand on leaves; it ends: children are numbered
+    # after their parents (compact_layout), so a walk reaches a leaf in at
+    # most depth[t] steps (a while loop: the freed counter register avoids spills)
+    while True:
+        w = packed[n0]; k = keys[n0]; at_leaf = k
+        n0 = (w >> s32) + _U(k < buf[(w & low) + q])
+        w = packed[n1]; k = keys[n1]; at_leaf &= k
+        n1 = (w >> s32) + _U(k < buf[(w & low) + q + _U(1)])
+        w = packed[n2]; k = keys[n2]; at_leaf &= k
+        n2 = (w >> s32) + _U(k < buf[(w & low) + q + _U(2)])
+        w = packed[n3]; k = keys[n3]; at_leaf &= k
+        n3 = (w >> s32) + _U(k < buf[(w & low) + q + _U(3)])
+        w = packed[n4]; k = keys[n4]; at_leaf &= k
+        n4 = (w >> s32) + _U(k < buf[(w & low) + q + _U(4)])
+        w = packed[n5]; k = keys[n5]; at_leaf &= k
+        n5 = (w >> s32) + _U(k < buf[(w & low) + q + _U(5)])
+        w = packed[n6]; k = keys[n6]; at_leaf &= k
+        n6 = (w >> s32) + _U(k < buf[(w & low) + q + _U(6)])
+        w = packed[n7]; k = keys[n7]; at_leaf &= k
+        n7 = (w >> s32) + _U(k < buf[(w & low) + q + _U(7)])
+        if at_leaf == np.uint32(0xFFFFFFFF):
+            break
+    return n0, n1, n2, n3, n4, n5, n6, n7
+
+
+@njit(cache=True, nogil=True)
+def _walk_votes(buf, m, t0, t1, packed, keys, code, roots, sure, votes):  # pragma: no cover
+    """Trees ``t0..t1`` over buffer columns ``0..m`` (rounded up to 8): a vote per tree into
+    ``votes`` (the 16-bit counter at bit ``code[leaf]``)."""
     one = _U(1)
-    n_classes = value.shape[1]
-    summing = value.shape[0] > 0
     for t in range(t0, t1):
         root = roots[t]
         n_sure = sure[t]
-        n_more = depth[t] - n_sure + 1
         for p in range(0, m, 8):
-            q = _U(p)
-            n0 = n1 = n2 = n3 = n4 = n5 = n6 = n7 = root
-            for _ in range(n_sure):  # no leaf is this shallow: no test needed
-                w = packed[n0]; n0 = (w >> s32) + _U(keys[n0] < buf[(w & low) + q])
-                w = packed[n1]; n1 = (w >> s32) + _U(keys[n1] < buf[(w & low) + q + _U(1)])
-                w = packed[n2]; n2 = (w >> s32) + _U(keys[n2] < buf[(w & low) + q + _U(2)])
-                w = packed[n3]; n3 = (w >> s32) + _U(keys[n3] < buf[(w & low) + q + _U(3)])
-                w = packed[n4]; n4 = (w >> s32) + _U(keys[n4] < buf[(w & low) + q + _U(4)])
-                w = packed[n5]; n5 = (w >> s32) + _U(keys[n5] < buf[(w & low) + q + _U(5)])
-                w = packed[n6]; n6 = (w >> s32) + _U(keys[n6] < buf[(w & low) + q + _U(6)])
-                w = packed[n7]; n7 = (w >> s32) + _U(keys[n7] < buf[(w & low) + q + _U(7)])
-            for _ in range(n_more):  # stop when all eight lanes stand on leaves
-                w = packed[n0]; k = keys[n0]; at_leaf = k
-                n0 = (w >> s32) + _U(k < buf[(w & low) + q])
-                w = packed[n1]; k = keys[n1]; at_leaf &= k
-                n1 = (w >> s32) + _U(k < buf[(w & low) + q + _U(1)])
-                w = packed[n2]; k = keys[n2]; at_leaf &= k
-                n2 = (w >> s32) + _U(k < buf[(w & low) + q + _U(2)])
-                w = packed[n3]; k = keys[n3]; at_leaf &= k
-                n3 = (w >> s32) + _U(k < buf[(w & low) + q + _U(3)])
-                w = packed[n4]; k = keys[n4]; at_leaf &= k
-                n4 = (w >> s32) + _U(k < buf[(w & low) + q + _U(4)])
-                w = packed[n5]; k = keys[n5]; at_leaf &= k
-                n5 = (w >> s32) + _U(k < buf[(w & low) + q + _U(5)])
-                w = packed[n6]; k = keys[n6]; at_leaf &= k
-                n6 = (w >> s32) + _U(k < buf[(w & low) + q + _U(6)])
-                w = packed[n7]; k = keys[n7]; at_leaf &= k
-                n7 = (w >> s32) + _U(k < buf[(w & low) + q + _U(7)])
-                if at_leaf == np.uint32(0xFFFFFFFF):
-                    break
-            if summing:
-                for c in range(n_classes):
-                    sums[p, c] += value[n0, c]
-                    sums[p + 1, c] += value[n1, c]
-                    sums[p + 2, c] += value[n2, c]
-                    sums[p + 3, c] += value[n3, c]
-                    sums[p + 4, c] += value[n4, c]
-                    sums[p + 5, c] += value[n5, c]
-                    sums[p + 6, c] += value[n6, c]
-                    sums[p + 7, c] += value[n7, c]
-            else:
-                votes[p] += one << _U(code[n0])
-                votes[p + 1] += one << _U(code[n1])
-                votes[p + 2] += one << _U(code[n2])
-                votes[p + 3] += one << _U(code[n3])
-                votes[p + 4] += one << _U(code[n4])
-                votes[p + 5] += one << _U(code[n5])
-                votes[p + 6] += one << _U(code[n6])
-                votes[p + 7] += one << _U(code[n7])
+            q = _U(p)  # unsigned indices: no negative-index fix-ups in the loop
+            n0, n1, n2, n3, n4, n5, n6, n7 = _walk_group(buf, q, root, n_sure, packed, keys)
+            votes[q] += one << _U(code[n0])
+            votes[q + _U(1)] += one << _U(code[n1])
+            votes[q + _U(2)] += one << _U(code[n2])
+            votes[q + _U(3)] += one << _U(code[n3])
+            votes[q + _U(4)] += one << _U(code[n4])
+            votes[q + _U(5)] += one << _U(code[n5])
+            votes[q + _U(6)] += one << _U(code[n6])
+            votes[q + _U(7)] += one << _U(code[n7])
 
 
 @njit(cache=True, nogil=True)
-def predict_votes(X, b0, b1, block, packed, keys, code, roots, depth, sure, colmap,
+def _walk_sums(buf, m, t0, t1, packed, keys, roots, sure, value, sums):  # pragma: no cover
+    """As :func:`_walk_votes`, adding each leaf's distribution ``value[leaf]`` to ``sums``
+    (tree order: each pixel's float64 sum is scikit-learn's)."""
+    for t in range(t0, t1):
+        for p in range(0, m, 8):
+            q = _U(p)
+            n0, n1, n2, n3, n4, n5, n6, n7 = _walk_group(buf, q, roots[t], sure[t], packed, keys)
+            for c in range(value.shape[1]):
+                sums[q, c] += value[n0, c]
+                sums[q + _U(1), c] += value[n1, c]
+                sums[q + _U(2), c] += value[n2, c]
+                sums[q + _U(3), c] += value[n3, c]
+                sums[q + _U(4), c] += value[n4, c]
+                sums[q + _U(5), c] += value[n5, c]
+                sums[q + _U(6), c] += value[n6, c]
+                sums[q + _U(7), c] += value[n7, c]
+
+
+@njit(cache=True, nogil=True)
+def predict_votes(X, b0, b1, block, packed, keys, code, roots, sure, colmap,
                   out):  # pragma: no cover - compiled
-    """Probabilities of blocks ``b0..b1`` of ``X`` (rows, cols, F) into ``out`` (rows, cols,
-    K), for pure-leaf forests of at most four classes (``code`` holds 16 × class).
+    """Probabilities of blocks ``b0..b1`` of ``X`` (rows, cols, F: float32 features viewed as
+    uint32) into ``out`` (rows, cols, K), for pure-leaf forests of at most four classes
+    (``code`` holds 16 × class).
 
     Block ``b`` covers row ``b // per_row`` from column ``(b % per_row) * block``. Class
     ``c`` goes to column ``colmap[c]`` of ``out``; other columns are 0. Rows of ``X`` holding
@@ -256,17 +279,15 @@ def predict_votes(X, b0, b1, block, packed, keys, code, roots, depth, sure, colm
     per_row = (n_cols + block - 1) // block
     buf = np.zeros(X.shape[2] * block, np.uint32)
     bad = np.zeros(block, np.bool_)
-    scratch = np.zeros(1, np.float32)
+    row = np.zeros(X.shape[2], np.uint32)
     votes = np.zeros(block, np.uint64)
-    no_sums = np.zeros((0, 0), np.float64)
     for b in range(b0, b1):
         r = b // per_row
         c0 = (b % per_row) * block
         n = min(block, n_cols - c0)
-        _load_block(X, r, c0, n, block, buf, bad, scratch)
+        _load_block(X, r, c0, n, block, buf, bad, row)
         votes[:] = 0
-        _walk(buf, n, 0, n_trees, packed, keys, code, roots, depth, sure, votes, no_sums,
-              no_sums)
+        _walk_votes(buf, n, 0, n_trees, packed, keys, code, roots, sure, votes)
         for i in range(n):
             for k in range(n_out):
                 out[r, c0 + i, k] = 0.0
@@ -280,7 +301,7 @@ def predict_votes(X, b0, b1, block, packed, keys, code, roots, depth, sure, colm
 
 
 @njit(cache=True, nogil=True)
-def predict_sums(X, b0, b1, block, packed, keys, roots, depth, sure, value, colmap,
+def predict_sums(X, b0, b1, block, packed, keys, roots, sure, value, colmap,
                  out):  # pragma: no cover - compiled
     """As :func:`predict_votes` for any forest: leaf distributions ``value`` (n_nodes, C)
     float64 are added in tree order, as scikit-learn does, then divided by the tree count."""
@@ -291,19 +312,16 @@ def predict_sums(X, b0, b1, block, packed, keys, roots, depth, sure, value, colm
     per_row = (n_cols + block - 1) // block
     buf = np.zeros(X.shape[2] * block, np.uint32)
     bad = np.zeros(block, np.bool_)
-    scratch = np.zeros(1, np.float32)
+    row = np.zeros(X.shape[2], np.uint32)
     sums = np.zeros((block, n_classes), np.float64)
-    no_votes = np.zeros(block, np.uint64)
-    no_code = np.zeros(1, np.uint32)
     for b in range(b0, b1):
         r = b // per_row
         c0 = (b % per_row) * block
         n = min(block, n_cols - c0)
-        _load_block(X, r, c0, n, block, buf, bad, scratch)
+        _load_block(X, r, c0, n, block, buf, bad, row)
         sums[:] = 0.0
         # trees outer: each pixel's float64 sum runs in tree order
-        _walk(buf, n, 0, n_trees, packed, keys, no_code, roots, depth, sure, no_votes, sums,
-              value)
+        _walk_sums(buf, n, 0, n_trees, packed, keys, roots, sure, value, sums)
         for i in range(n):
             for k in range(n_out):
                 out[r, c0 + i, k] = 0.0
@@ -323,7 +341,7 @@ def _keep(buf, block, n_feat, votes, pos, i, dest):  # pragma: no cover - compil
 
 
 @njit(cache=True, nogil=True)
-def predict_winner(X, b0, b1, block, packed, keys, code, roots, depth, sure, colmap,
+def predict_winner(X, b0, b1, block, packed, keys, code, roots, sure, colmap,
                    out):  # pragma: no cover - compiled
     """The winning column of each pixel (``argmax`` of :func:`predict_votes`' output, ties to
     the lower column; 0 for rows holding NaN) into ``out`` (rows, cols) int32.
@@ -339,15 +357,14 @@ def predict_winner(X, b0, b1, block, packed, keys, code, roots, depth, sure, col
     per_row = (n_cols + block - 1) // block
     buf = np.zeros(n_feat * block, np.uint32)
     bad = np.zeros(block, np.bool_)
-    scratch = np.zeros(1, np.float32)
+    row = np.zeros(X.shape[2], np.uint32)
     votes = np.zeros(block, np.uint64)
     pos = np.zeros(block, np.int64)
-    no_sums = np.zeros((0, 0), np.float64)
     for b in range(b0, b1):
         r = b // per_row
         c0 = (b % per_row) * block
         n = min(block, n_cols - c0)
-        _load_block(X, r, c0, n, block, buf, bad, scratch)
+        _load_block(X, r, c0, n, block, buf, bad, row)
         for i in range(n):
             votes[i] = 0
             pos[i] = i
@@ -355,8 +372,7 @@ def predict_winner(X, b0, b1, block, packed, keys, code, roots, depth, sure, col
         t = 0
         until = n_trees // 2  # before half the trees, no lead can be safe
         while m > 0:
-            _walk(buf, m, t, until, packed, keys, code, roots, depth, sure, votes, no_sums,
-                  no_sums)
+            _walk_votes(buf, m, t, until, packed, keys, code, roots, sure, votes)
             t = until
             rest = n_trees - t
             kept = 0
