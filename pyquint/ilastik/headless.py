@@ -19,30 +19,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, PyquintError
-from ..frames import frame_pairs, frames, predict_sources_by_frame
+from ..frames import frames, predict_sources_by_frame
 from ..io import read_image, reorder_axes, stored_axes, to_canonical
-from .project import IlastikProject, read_project
+from .classifier import STORED_FOREST, as_project, classifier_from_project, default_rounding
+from .project import IlastikProject
 
 __all__ = ["ProjectPredictor", "default_rounding", "predict_project", "read_input"]
-
-# rounding of the feature filters used by default for projects of ilastik >= 1.4: "fast"
-# agrees with "exact" (bit-identical to ilastik's fastfilters) on 99.9998 % of pc.ilp's
-# Simple Segmentation (3 of 1,376,256 pixels differ), so the faster path is the default.
-_FAST_SINCE = (1, 4)
-
-
-def default_rounding(project: IlastikProject) -> str:
-    """Feature arithmetic matching the ilastik build that trained ``project``.
-
-    ``"fast"`` (within 1e-5 of fastfilters' FMA arithmetic) for ilastik ≥ 1.4,
-    ``"muladd"`` (plain float32 multiply-add, as the 1.3-era builds) before that.
-    """
-    return "fast" if project.version_tuple[:2] >= _FAST_SINCE else "muladd"
-
-
-def _as_project(project: Any) -> IlastikProject:
-    return project if isinstance(project, IlastikProject) else read_project(project)
-
 
 class ProjectPredictor:
     """Predict with an ilastik project: its feature selection and its stored forest (or a
@@ -97,76 +79,17 @@ class ProjectPredictor:
         self.search_dirs = search_dirs
 
     def fit(self) -> ProjectPredictor:
-        """Load the stored forest, or retrain from the project's labels."""
-        from ..pixel import PixelClassifier, default_class_colors
-
-        project = _as_project(self.project)
-        if project.kind == "object" and not (project.has_forest or project.has_labels):
-            raise InputError(
-                f"{project.path}: this {project.workflow!r} project has no pixel classification part"
-            )
-        selection = self.selection if self.selection is not None else project.feature_selection()
-        if selection is None:
-            raise InputError(
-                f"{project.path}: the project selects no features (FeatureSelections is empty); "
-                "select features in ilastik or pass a selection"
-            )
-        rounding = self.rounding or default_rounding(project)
-        names = list(project.label_names) or None
-        colors = (project.label_colors.tolist() if project.label_colors is not None
-                  and names and len(project.label_colors) == len(names) else None)
-        retrain = self.retrain or not project.has_forest
-        if retrain:
-            if not project.has_labels:
-                why = "no trained classifier and " if not project.has_forest else ""
-                raise InputError(f"{project.path}: the project has {why}no labels to train from")
-            # ilastik never filters across t: each labelled frame is one training image
-            pairs = [(frame, lab) for image, axes, labels in
-                     project.training_data(tuple(self.search_dirs))
-                     for _, frame, lab in frame_pairs(image, axes, labels)]
-            clf = PixelClassifier(features=selection, n_trees=self.n_trees, seed=self.seed,
-                                  class_names=names, class_colors=colors, n_jobs=self.n_jobs,
-                                  rounding=rounding)
-            clf.fit([image for image, _ in pairs], [labels for _, labels in pairs])
-        else:
-            forest = project.forest()
-            n_classes = max(len(names or ()), int(forest.classes.max()))
-            names = names or [f"Label {k + 1}" for k in range(n_classes)]
-            ndim, n_in = self._input_kind(project, selection, forest.n_features)
-            clf = PixelClassifier.from_forest(
-                forest, features=selection, ndim=ndim, n_input_channels=n_in, class_names=names,
-                class_colors=colors or default_class_colors(n_classes), rounding=rounding,
-                n_jobs=self.n_jobs,
-                training_info={"source": "stored vigra forest of an ilastik project"})
+        """Load the stored forest, or retrain from the project's labels
+        (:func:`pyquint.ilastik.classifier.classifier_from_project`)."""
+        project = as_project(self.project)
+        self.classifier_ = classifier_from_project(
+            project, retrain=self.retrain, selection=self.selection, rounding=self.rounding,
+            n_trees=self.n_trees, seed=self.seed, n_jobs=self.n_jobs, search_dirs=self.search_dirs)
         self.project_ = project
-        self.classifier_ = clf
-        self.retrained_ = retrain
-        self.rounding_ = rounding
-        self.selection_ = selection
+        self.retrained_ = self.classifier_.training_info_.get("source") != STORED_FOREST
+        self.rounding_ = self.classifier_.rounding
+        self.selection_ = self.classifier_.selection_
         return self
-
-    @staticmethod
-    def _input_kind(project: IlastikProject, selection: Any, n_features: int) -> tuple[int, int]:
-        """(spatial ndim, input channels) the stored forest was trained on."""
-        shape = project.lane_shape(0) if project.lanes else None
-        if shape is not None:
-            axes = project.lanes[0].canonical_axes
-            ndim, n_in = len(axes.replace("t", "")) - 1, shape[-1]
-            if selection.n_channels(n_in, ndim) != n_features:
-                raise InputError(
-                    f"{project.path}: the stored forest uses {n_features} features but the feature "
-                    f"selection gives {selection.n_channels(n_in, ndim)} for {n_in}-channel "
-                    f"{ndim}-D data; retrain (--retrain) or fix the project"
-                )
-            return ndim, n_in
-        for ndim in (2, 3):
-            per_channel = selection.n_channels(1, ndim)
-            if n_features % per_channel == 0:
-                return ndim, n_features // per_channel
-        raise InputError(
-            f"{project.path}: the stored forest uses {n_features} features, which no number of "
-            "input channels gives with the project's feature selection"
-        )
 
     def _check(self) -> None:
         if not hasattr(self, "classifier_"):
@@ -174,18 +97,17 @@ class ProjectPredictor:
 
     def predict_proba(self, image: np.ndarray, axes: str | None = None) -> np.ndarray:
         """Probabilities (float32, canonical axes with ``t`` first if any, + N classes)."""
-        self._check()
-        canon, canon_axes = _canonical(image, axes)
-        parts, _ = frames(canon, canon_axes)
-        out = [self.classifier_.predict_proba(p) for p in parts]
-        return np.stack(out) if "t" in canon_axes else out[0]
+        return self._by_frame(image, axes, "predict_proba")
 
     def predict(self, image: np.ndarray, axes: str | None = None) -> np.ndarray:
         """Simple Segmentation: uint8, 1..N, canonical spatial axes (``t`` first if any)."""
+        return self._by_frame(image, axes, "predict")
+
+    def _by_frame(self, image: np.ndarray, axes: str | None, method: str) -> np.ndarray:
         self._check()
         canon, canon_axes = _canonical(image, axes)
         parts, _ = frames(canon, canon_axes)
-        out = [self.classifier_.predict(p) for p in parts]
+        out = [getattr(self.classifier_, method)(p) for p in parts]
         return np.stack(out) if "t" in canon_axes else out[0]
 
     def compute(
@@ -324,7 +246,7 @@ def predict_project(
         predictor._check()
         project = predictor.project_
     else:
-        project = _as_project(project)
+        project = as_project(project)
     sources = [export_source] if isinstance(export_source, str) else list(export_source)
     sources = list(dict.fromkeys(normalize_source(s) for s in sources)) or ["Probabilities"]
     given = {
