@@ -10,14 +10,7 @@ from typing import Any
 import click
 import numpy as np
 
-from ..batch import (
-    collect_inputs,
-    guard_outputs,
-    lock_outputs,
-    progress,
-    same_file,
-    unlike_training,
-)
+from ..batch import collect_inputs, guard_outputs, progress, same_file
 from ..errors import InputError, PyquintError
 from ..io import read_image, to_canonical
 
@@ -106,32 +99,6 @@ def _read_canonical(path: Path, axes: str | None) -> np.ndarray:
         raise InputError(f"{path}: time series are not supported for pixel classification "
                          f"(axes {ax!r}); export single time points")
     return canon
-
-
-_ROI_FIELDS = re.compile(r"\{(roi|[tzyxc]_(start|stop))\}")
-
-
-def _output_names(path: Path, sources: list[str], fmt: str, filename_format: str | None,
-                  output_dir: Path | None, axes: str | None, axis_order: str | None,
-                  clf: Any) -> dict[str, Path]:
-    """Output file of each source; the image is read only when the pattern uses its shape."""
-    from ..export import export_filename, output_axes_for
-
-    if not filename_format or not _ROI_FIELDS.search(filename_format):
-        return {s: export_filename(path, s, fmt, filename_format, dataset_dir=output_dir)
-                for s in sources}
-    data, in_axes = read_image(path, axes)
-    canon, canon_axes = to_canonical(data, in_axes)
-    target = axis_order.lower() if axis_order else output_axes_for(in_axes)
-    channels = {"Probabilities": clf.n_classes_, "Features": len(clf.feature_names_)}
-    names = {}
-    for s in sources:
-        shape = dict(zip(canon_axes, canon.shape))
-        shape["c"] = channels.get(s, 1)
-        out_shape = [shape.get(a, 1) for a in target]
-        names[s] = export_filename(path, s, fmt, filename_format, shape=out_shape, axes=target,
-                                   dataset_dir=output_dir)
-    return names
 
 
 # --------------------------------------------------------------------------- commands
@@ -285,71 +252,25 @@ def predict(model: Path, inputs: tuple[Path, ...], sources: tuple[str, ...], fmt
           --output-format png -o segmentations/
       pyquint pixel predict model.h5 img.h5/raw --export-source probabilities
     """
-    from ..export import (
-        EXPORT_FORMATS,
-        EXPORT_SOURCES,
-        export_filename,
-        normalize_format,
-        normalize_source,
-        write_export,
-    )
-    from ..frames import predict_sources_by_frame
     from ..pixel import PixelClassifier
+    from ..predict_batch import ExportSpec, predict_files
 
     try:
-        srcs = list(dict.fromkeys(normalize_source(s) for s in sources)) or ["Probabilities"]
-        fmt = normalize_format(fmt)
+        spec = ExportSpec(sources=tuple(sources), format=fmt, filename_format=filename_format,
+                          output_dir=output_dir, internal_path=internal_path,
+                          axis_order=axis_order, export_dtype=export_dtype,
+                          pipeline_drange=in_range, export_drange=out_range, overwrite=overwrite)
         clf = PixelClassifier.load(model)
         if jobs is not None:
             clf.n_jobs = jobs
-        paths = [p for p in collect_inputs(inputs) if not same_file(p, model)]
-        plan = {p: _output_names(p, srcs, fmt, filename_format, output_dir, axes, axis_order, clf)
-                for p in paths}
-        # Outputs of an earlier run found in an input folder are not inputs of this one.
-        made_by = {o.resolve(): Path(p).resolve() for p, outs in plan.items() for o in outs.values()}
-        if not filename_format or not _ROI_FIELDS.search(filename_format):
-            # earlier runs may have exported other sources or formats into an input folder
-            for p in plan:
-                for other_source in EXPORT_SOURCES:
-                    for other_fmt in EXPORT_FORMATS:
-                        o = export_filename(p, other_source, other_fmt, filename_format,
-                                            dataset_dir=output_dir)
-                        made_by.setdefault(o.resolve(), Path(p).resolve())
-        plan = {p: outs for p, outs in plan.items()
-                if made_by.get(Path(p).resolve(), Path(p).resolve()) == Path(p).resolve()
-                or Path(p) in inputs}
-        if not plan:
-            raise InputError("no input images left (the inputs are all outputs of this command)")
-        guard_outputs(list(plan), [o for outs in plan.values() for o in outs.values()])
-        lock_outputs([o for outs in plan.values() for o in outs.values()])
-        todo = {p: {s: o for s, o in outs.items() if overwrite or not o.exists()}
-                for p, outs in plan.items()}
-        todo = {p: outs for p, outs in todo.items() if outs}
-        n_skipped = sum(len(o) for o in plan.values()) - sum(len(o) for o in todo.values())
+        result = predict_files(clf, inputs, spec, axes=axes, exclude=[model], keep_going=True,
+                               warn=lambda msg: click.echo(f"warning: {msg}", err=True))
     except PyquintError as exc:
         raise _fail(exc) from None
-    written = 0
-    failures = []
-    for path, outs in progress(list(todo.items()), "pixel predict", total=len(todo)):
-        try:
-            data, in_axes = read_image(path, axes)
-            canon, canon_axes = to_canonical(data, in_axes)
-            unlike = unlike_training(canon, clf.training_info_, path)
-            if unlike:
-                click.echo(f"warning: {unlike}", err=True)
-            # time series: each frame on its own, as ilastik does
-            results = predict_sources_by_frame(clf, canon, canon_axes, list(outs))
-            for source, out in outs.items():
-                write_export(path, source, results[source], canon_axes, in_axes, fmt=fmt,
-                             internal_path=internal_path, output_axes=axis_order,
-                             export_dtype=export_dtype, pipeline_drange=in_range,
-                             export_drange=out_range, path=out)
-                written += 1
-        except PyquintError as exc:
-            failures.append(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
-    msg = f"wrote {written} file(s)"
-    if n_skipped:
-        msg += f", skipped {n_skipped} existing (use --overwrite to recompute)"
+    msg = f"wrote {len(result.written)} file(s)"
+    if result.skipped:
+        msg += f", skipped {len(result.skipped)} existing (use --overwrite to recompute)"
     click.echo(msg)
-    if failures:
-        raise click.ClickException(f"{len(failures)} input(s) failed:\n  " + "\n  ".join(failures))
+    if result.failed:
+        raise click.ClickException(f"{len(result.failed)} input(s) failed:\n  "
+                                   + "\n  ".join(result.failed))
