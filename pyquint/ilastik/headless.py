@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, PyquintError
+from ..errors import InputError
 from ..frames import frames, predict_sources_by_frame
-from ..io import read_image, reorder_axes, stored_axes, to_canonical
+from ..io import read_image, stored_axes, to_canonical
+from ..predict_batch import ExportSpec, predict_files
 from .classifier import STORED_FOREST, as_project, classifier_from_project, default_rounding
 from .project import IlastikProject
 
@@ -233,22 +234,11 @@ def predict_project(
     list of Path
         The files written (skipped ones excluded).
     """
-    from ..batch import collect_inputs, guard_outputs, progress
-    from ..export import (
-        export_filename,
-        normalize_format,
-        normalize_source,
-        output_axes_for,
-        write_export,
-    )
-
     if predictor is not None:
         predictor._check()
         project = predictor.project_
     else:
         project = as_project(project)
-    sources = [export_source] if isinstance(export_source, str) else list(export_source)
-    sources = list(dict.fromkeys(normalize_source(s) for s in sources)) or ["Probabilities"]
     given = {
         "output_format": output_format, "output_filename_format": output_filename_format,
         "output_internal_path": output_internal_path, "export_dtype": export_dtype,
@@ -259,45 +249,19 @@ def predict_project(
     if pipeline_result_drange is not None or export_drange is not None:
         settings["pipeline_result_drange"] = settings["export_drange"] = None
     settings.update({k: v for k, v in given.items() if v not in (None, "")})
-    fmt = normalize_format(settings["output_format"])
-    name_format = settings["output_filename_format"]
-    inputs = collect_inputs([os.fspath(p) for p in images])
+    spec = ExportSpec(
+        sources=(export_source,) if isinstance(export_source, str) else tuple(export_source),
+        format=settings["output_format"], filename_format=settings["output_filename_format"],
+        internal_path=settings["output_internal_path"], axis_order=settings["output_axis_order"],
+        export_dtype=settings["export_dtype"], pipeline_drange=settings["pipeline_result_drange"],
+        export_drange=settings["export_drange"], overwrite=overwrite)
 
-    def planned(path: Any) -> dict[str, Path] | None:
-        try:  # without the data's shape: fails only for {roi}/{x_start}-style patterns
-            return {s: export_filename(path, s, fmt, name_format) for s in sources}
-        except InputError:
-            return None
+    def classifier() -> Any:  # fitted only when some output is to be computed
+        fitted = predictor or ProjectPredictor(project, retrain=retrain, rounding=rounding,
+                                               seed=seed, n_jobs=n_jobs).fit()
+        return fitted.classifier_
 
-    plans = [planned(p) for p in inputs]
-    guard_outputs(inputs, [o for plan in plans if plan for o in plan.values()])
-    written: list[Path] = []
-    for path, plan in progress(list(zip(inputs, plans)), desc="ilastik predict", total=len(inputs)):
-        if plan is not None and not overwrite and all(o.exists() for o in plan.values()):
-            continue
-        data, axes = read_input(path, input_axes, project, scale_level)
-        canon, canon_axes = to_canonical(data, axes)
-        target = (settings["output_axis_order"] or output_axes_for(axes)).lower()
-        if predictor is None:
-            predictor = ProjectPredictor(project, retrain=retrain, rounding=rounding, seed=seed,
-                                         n_jobs=n_jobs).fit()
-        todo = [s for s in sources if overwrite or plan is None or not plan[s].exists()]
-        try:
-            results = predictor.compute(canon, canon_axes, todo)
-            for source in todo:
-                result = results[source]
-                out_shape = reorder_axes(result, canon_axes, target).shape
-                out = export_filename(path, source, fmt, name_format, shape=out_shape, axes=target)
-                if out.exists() and not overwrite:
-                    continue
-                guard_outputs(inputs, [out])
-                written.append(write_export(
-                    path, source, result, canon_axes, axes, fmt=fmt, filename_format=name_format,
-                    internal_path=settings["output_internal_path"], output_axes=target,
-                    export_dtype=settings["export_dtype"],
-                    pipeline_drange=settings["pipeline_result_drange"],
-                    export_drange=settings["export_drange"], path=out,
-                ))
-        except PyquintError as exc:
-            raise InputError(f"{path}: {exc}") from None
-    return written
+    result = predict_files(classifier, [os.fspath(p) for p in images], spec,
+                           read=lambda path: read_input(path, input_axes, project, scale_level),
+                           desc="ilastik predict")
+    return result.written
