@@ -214,6 +214,7 @@ def predict_files(
     keep_going: bool = False,
     warn: Callable[[str], None] | None = None,
     desc: str = "pixel predict",
+    lock_idle: bool = True,
 ) -> BatchResult:
     """Predict every input image and write its export files.
 
@@ -244,6 +245,9 @@ def predict_files(
         Receives a warning when an input's pixels differ from the model's training images.
     desc : str
         Progress bar label.
+    lock_idle : bool
+        Lock the output folders (and remove what killed runs left there) even when every
+        output exists; False leaves a finished batch's folders untouched.
 
     Returns
     -------
@@ -269,7 +273,8 @@ def predict_files(
     result = BatchResult(skipped=[o for o in all_outputs if o not in pending])
     if todo:
         classifier = _built(classifier)  # before any folder is made: a bad model leaves none
-    lock_outputs(all_outputs)
+    if todo or lock_idle:
+        lock_outputs(all_outputs)
     for path, outs in progress(list(todo.items()), desc, total=len(todo)):
         try:
             if work is not None:

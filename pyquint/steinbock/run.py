@@ -26,13 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..batch import progress
 from ..errors import InputError
 from ..features import FeatureSelection
 from ..ilastik.classifier import STORED_FOREST, classifier_from_project, uses_stored_forest
 from ..ilastik.project import read_project
 from ..io import atomic_output
 from ..pixel import PixelClassifier
+from ..predict_batch import ExportSpec, predict_files
 from .images import list_ilastik_files, read_ilastik_h5
 
 __all__ = ["RunResult", "SteinbockClassifier", "probabilities_to_uint16", "run", "write_probabilities"]
@@ -234,24 +234,31 @@ def run(
             raise InputError(f"{f} and {seen[out]} would both be written to {out}")
         seen[out] = f
     result = RunResult()
-    todo = [(f, o) for f, o in zip(img_files, outputs) if overwrite or not o.exists()]
-    result.skipped = [o for f, o in zip(img_files, outputs) if not (overwrite or not o.exists())]
-    if not todo:
-        return result
-    classifier = SteinbockClassifier.from_project(
-        project_file, retrain=retrain, n_trees=n_trees, seed=seed, threads=threads, rounding=rounding
-    )
-    result.classifier_source = classifier.source
-    result.class_names = classifier.class_names
-    logger.info("%s: %s", project_file, classifier.source)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for img_file, out in progress(todo, "ilastik run", len(todo)):
-        image = read_ilastik_h5(img_file, "img")
-        try:
-            proba = classifier.predict_proba(image, threads=threads)
-        except InputError as exc:
-            raise InputError(f"{img_file}: {exc}") from None
-        write_probabilities(out, probabilities_to_uint16(proba))
-        result.written.append(out)
+
+    def classifier() -> SteinbockClassifier:  # built only when some output is to be computed
+        built = SteinbockClassifier.from_project(
+            project_file, retrain=retrain, n_trees=n_trees, seed=seed, threads=threads,
+            rounding=rounding)
+        result.classifier_source, result.class_names = built.source, built.class_names
+        logger.info("%s: %s", project_file, built.source)
+        return built
+
+    spec = ExportSpec(sources=("Probabilities",), format="tiff",
+                      filename_format="{dataset_dir}/{nickname}", output_dir=out_dir,
+                      overwrite=overwrite)
+    done = predict_files(classifier, img_files, spec, read=_read_yxc, write=_write_uint16,
+                         desc="ilastik run", lock_idle=False)
+    result.written, result.skipped = done.written, done.skipped
+    for out in done.written:
         logger.info("%s", out)
     return result
+
+
+def _read_yxc(path: Path) -> tuple[np.ndarray, str]:
+    """An Ilastik image (``/img``, CYX) as float32 YXC."""
+    return np.moveaxis(np.asarray(read_ilastik_h5(path, "img"), dtype=np.float32), 0, -1), "yxc"
+
+
+def _write_uint16(raw: Path, source: str, proba: np.ndarray, axes: str, original_axes: str,
+                  out: Path) -> Path:
+    return write_probabilities(out, probabilities_to_uint16(proba))
