@@ -47,7 +47,7 @@ Reader = Callable[[Path], "tuple[np.ndarray, str]"]
 #: ``write(input, source, data, axes, original_axes, output) -> Path``: one result file.
 Writer = Callable[[Path, str, np.ndarray, str, str, Path], Path]
 #: ``work(input, {source: output}) -> [written paths]``: a whole item (e.g. tile streaming).
-Work = Callable[[Path, "dict[str, Path]"], "list[Path]"]
+Work = Callable[[Path, "dict[Any, Path]"], "list[Path]"]
 
 
 @dataclass(frozen=True)
@@ -162,13 +162,15 @@ def plan_outputs(
     classifier: Any = None,
     read: Reader | None = None,
     exclude: Sequence[str | os.PathLike] = (),
-) -> dict[Path, dict[str, Path]]:
+    outputs: Callable[[Path], dict[Any, Path]] | None = None,
+) -> dict[Path, dict[Any, Path]]:
     """Every input image (files and folders expanded) with the output file of each source.
 
     Files found in a folder that are outputs of this spec for another input (or of another
     source or format, from an earlier run) are left out; inputs named explicitly never are.
     For shape-dependent name patterns each image is read (``read``) and ``classifier`` gives
-    the channel counts.
+    the channel counts. ``outputs(path) -> {key: file}`` replaces the spec's names (keys
+    other than sources, e.g. one file per time point and format).
 
     Raises
     ------
@@ -178,9 +180,11 @@ def plan_outputs(
     given = [Path(p) for p in inputs]
     paths = [p for p in collect_inputs(given) if not any(same_file(p, x) for x in exclude)]
     read = read or _default_reader(None)
-    plan: dict[Path, dict[str, Path]] = {}
+    plan: dict[Path, dict[Any, Path]] = {}
     for p in paths:
-        if spec.needs_shape:
+        if outputs is not None:
+            plan[p] = outputs(p)
+        elif spec.needs_shape:
             data, in_axes = read(p)
             plan[p] = spec.output_paths(p, _source_shapes(classifier, data, in_axes, spec))
         else:
@@ -210,6 +214,7 @@ def predict_files(
     read: Reader | None = None,
     write: Writer | None = None,
     work: Work | None = None,
+    outputs: Callable[[Path], dict[Any, Path]] | None = None,
     exclude: Sequence[str | os.PathLike] = (),
     keep_going: bool = False,
     warn: Callable[[str], None] | None = None,
@@ -235,8 +240,11 @@ def predict_files(
         ``write(input, source, data, axes, original_axes, output) -> Path``; default
         :meth:`ExportSpec.write` (ilastik's export).
     work : callable, optional
-        ``work(input, {source: output}) -> [paths]`` replaces read → predict → write for one
+        ``work(input, {key: output}) -> [paths]`` (the outputs still to be made) replaces read → predict → write for one
         input (the tile-streaming path reads and writes window by window).
+    outputs : callable, optional
+        ``outputs(path) -> {key: file}``: other output names (see :func:`plan_outputs`);
+        needs ``work``, which receives the keys and files still to be made.
     exclude : sequence of paths
         Files never taken as inputs (e.g. the model file in an input folder).
     keep_going : bool
@@ -263,7 +271,10 @@ def predict_files(
     write = write or spec.write
     if spec.needs_shape:
         classifier = _built(classifier)  # the names need the classifier's channel counts
-    plan = plan_outputs(inputs, spec, classifier=classifier, read=read, exclude=exclude)
+    if outputs is not None and work is None:
+        raise InputError("predict_files: custom output names need a work function")
+    plan = plan_outputs(inputs, spec, classifier=classifier, read=read, exclude=exclude,
+                        outputs=outputs)
     all_outputs = [o for outs in plan.values() for o in outs.values()]
     guard_outputs(list(plan), all_outputs)
     todo = {p: {s: o for s, o in outs.items() if spec.overwrite or not o.exists()}
