@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 import click
-import numpy as np
 
-from ..batch import collect_inputs, guard_outputs, progress, same_file
+from ..batch import collect_inputs, same_file
 from ..errors import InputError, PyquintError
-from ..io import read_image, to_canonical
+from ..features import FeatureSelection
+from ..pixel import PixelClassifier
+from ..pixel_batch import ExportSpec, predict_files, train_files
 
 _SECTION = re.compile(r"^(.*?)([_-]s\d+)$", re.IGNORECASE)
 _LABEL_WORDS = ("labels", "label", "Labels", "Label")
@@ -23,9 +23,7 @@ def _fail(exc: PyquintError) -> click.ClickException:
 
 
 # --------------------------------------------------------------------------- train helpers
-def _parse_features(text: str) -> Any:
-    from ..features import FeatureSelection
-
+def _parse_features(text: str) -> FeatureSelection:
     key = text.strip()
     if key.lower() == "all":
         return FeatureSelection.all()
@@ -92,15 +90,6 @@ def _pair_folders(images_dir: Path, labels_dir: Path) -> tuple[list[Path], list[
     return [i for i, _ in pairs], [lab for _, lab in pairs]
 
 
-def _read_canonical(path: Path, axes: str | None) -> np.ndarray:
-    data, ax = read_image(path, axes)
-    canon, _ = to_canonical(data, ax)
-    if canon.ndim not in (3, 4):
-        raise InputError(f"{path}: time series are not supported for pixel classification "
-                         f"(axes {ax!r}); export single time points")
-    return canon
-
-
 # --------------------------------------------------------------------------- commands
 @click.group("pixel")
 def cli() -> None:
@@ -163,8 +152,6 @@ def train(images: tuple[Path, ...], labels: tuple[Path, ...], images_dir: Path |
       pyquint pixel train a.png b.png -l a_labels.png -l b_labels.png -o model.h5
       pyquint pixel train --images-dir sections --labels-dir labels --seed 1 -o model.h5
     """
-    from ..pixel import PixelClassifier
-
     try:
         if images_dir or labels_dir:
             if images or labels or not (images_dir and labels_dir):
@@ -178,29 +165,15 @@ def train(images: tuple[Path, ...], labels: tuple[Path, ...], images_dir: Path |
             if len(image_paths) != len(label_paths):
                 raise InputError(f"{len(image_paths)} image(s) but {len(label_paths)} label "
                                  f"image(s); give one --labels per image, in the same order")
-        if output.exists() and not overwrite:
-            raise InputError(f"{output} exists; use --overwrite to replace it")
-        guard_outputs(list(image_paths) + list(label_paths), [output])
         names = [n.strip() for n in class_names.split(",")] if class_names else None
         clf = PixelClassifier(features=_parse_features(features), n_trees=trees, seed=seed,
                               class_names=names, class_colors=_parse_colors(class_colors),
                               n_jobs=jobs, rounding=rounding, trainer=trainer)
-        imgs, labs = [], []
-        for img_path, lab_path in progress(list(zip(image_paths, label_paths)), "reading"):
-            imgs.append(_read_canonical(img_path, axes))
-            lab = _read_canonical(lab_path, None)
-            if lab.shape[-1] != 1:
-                raise InputError(f"{lab_path}: a label image needs one channel, not {lab.shape[-1]}")
-            if lab.shape[:-1] != imgs[-1].shape[:-1]:
-                raise InputError(f"{lab_path}: label image of shape {lab.shape[:-1]} does not match "
-                                 f"its image {img_path} of shape {imgs[-1].shape[:-1]}")
-            labs.append(lab)
-        clf.fit(imgs, labs)  # records the images' value range for warnings on unlike input
-        clf.save(output)
+        train_files(clf, image_paths, label_paths, output, axes=axes, overwrite=overwrite)
     except PyquintError as exc:
         raise _fail(exc) from None
     info = clf.training_info_
-    click.echo(f"trained on {info['n_samples']} labelled pixels of {len(imgs)} image(s), "
+    click.echo(f"trained on {info['n_samples']} labelled pixels of {info['n_images']} image(s), "
                f"{clf.n_classes_} classes, {len(clf.feature_names_)} features, seed {clf.seed_}; "
                f"wrote {output}")
 
@@ -252,9 +225,6 @@ def predict(model: Path, inputs: tuple[Path, ...], sources: tuple[str, ...], fmt
           --output-format png -o segmentations/
       pyquint pixel predict model.h5 img.h5/raw --export-source probabilities
     """
-    from ..pixel import PixelClassifier
-    from ..predict_batch import ExportSpec, predict_files
-
     try:
         spec = ExportSpec(sources=tuple(sources), format=fmt, filename_format=filename_format,
                           output_dir=output_dir, internal_path=internal_path,

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import InputError
 from ..frames import frames, predict_sources_by_frame
 from ..io import read_image, stored_axes, to_canonical
-from ..predict_batch import ExportSpec, predict_files
+from ..pixel_batch import ExportSpec, predict_files
 from .classifier import STORED_FOREST, as_project, classifier_from_project, default_rounding
 from .project import IlastikProject
 

@@ -32,7 +32,7 @@ from ..ilastik.classifier import STORED_FOREST, classifier_from_project, uses_st
 from ..ilastik.project import read_project
 from ..io import atomic_output
 from ..pixel import PixelClassifier
-from ..predict_batch import ExportSpec, predict_files
+from ..pixel_batch import ExportSpec, predict_files
 from .images import list_ilastik_files, read_ilastik_h5
 
 __all__ = ["RunResult", "SteinbockClassifier", "probabilities_to_uint16", "run", "write_probabilities"]
@@ -149,7 +149,7 @@ class SteinbockClassifier:
 
     def predict_sources(self, image: np.ndarray, sources: Sequence[str], *,
                         threads: int | None = None) -> dict[str, np.ndarray]:
-        """Export sources of a YXC image (what :func:`pyquint.predict_batch.predict_files`
+        """Export sources of a YXC image (what :func:`pyquint.pixel_batch.predict_files`
         asks of a classifier), after checking its channels against the project's crops."""
         expected = self.selection.n_channels(image.shape[-1], 2)  # type: ignore[attr-defined]
         if expected != self.forest.n_features:  # type: ignore[attr-defined]

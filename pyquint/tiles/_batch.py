@@ -1,4 +1,4 @@
-"""Batches of large images: :func:`pyquint.predict_batch.predict_files` with the tile path.
+"""Batches of large images: :func:`pyquint.pixel_batch.predict_files` with the tile path.
 
 Each input (and each time point of a series) is predicted by :func:`predict_tiled`, which
 reads and writes window by window; the batch rules (no input overwritten, existing outputs
@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..export import export_filename, normalize_format
-from ..predict_batch import BatchResult, ExportSpec, predict_files
+from ..pixel_batch import BatchResult, ExportSpec, predict_files
 from ._predict import frame_count, predict_tiled
 
 __all__ = ["frame_name", "predict_tiled_files"]

@@ -1,4 +1,4 @@
-"""Batch prediction over files: plan → guard → skip existing → predict → write → progress.
+"""Pixel classification over files: training from image files, batch prediction.
 
 :func:`predict_files` is the one batch loop of pixel prediction; ``pyquint pixel predict``,
 the ilastik headless mode (:func:`pyquint.ilastik.predict_project`), ``pyquint steinbock
@@ -38,7 +38,8 @@ from .export import (
 from .frames import predict_sources_by_frame
 from .io import read_image, to_canonical
 
-__all__ = ["BatchResult", "ExportSpec", "plan_outputs", "predict_files"]
+__all__ = ["BatchResult", "ExportSpec", "plan_outputs", "predict_files", "read_training_image",
+           "train_files"]
 
 _ROI_FIELDS = re.compile(r"\{(roi|[tzyxc]_(start|stop))\}")
 
@@ -307,3 +308,64 @@ def predict_files(
                 raise InputError(message) from None
             result.failed.append(message)
     return result
+
+
+# --------------------------------------------------------------------------- training
+def read_training_image(path: str | os.PathLike, axes: str | None = None) -> np.ndarray:
+    """An image file as a canonical ``yxc``/``zyxc`` array (time series are refused)."""
+    data, ax = read_image(path, axes)
+    canon, _ = to_canonical(data, ax)
+    if canon.ndim not in (3, 4):
+        raise InputError(f"{path}: time series are not supported for pixel classification "
+                         f"(axes {ax!r}); export single time points")
+    return canon
+
+
+def train_files(
+    classifier: Any,
+    images: Sequence[str | os.PathLike],
+    labels: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    *,
+    axes: str | None = None,
+    overwrite: bool = False,
+) -> Any:
+    """Train ``classifier`` on image files and their label images, and save it to ``output``.
+
+    Parameters
+    ----------
+    classifier : PixelClassifier
+        Unfitted (its parameters say how to train).
+    images, labels : sequences of paths
+        One label image (one channel, 0 = unlabelled, 1..N) per image, same size, same order.
+    output : path
+        Model file to write (atomically); refused when it exists unless ``overwrite``, and
+        when it is one of the inputs.
+    axes : str, optional
+        Axes of the images when the files do not say.
+
+    Returns
+    -------
+    PixelClassifier
+        ``classifier``, fitted.
+    """
+    if len(images) != len(labels):
+        raise InputError(f"{len(images)} image(s) but {len(labels)} label image(s); give one "
+                         f"label image per image, in the same order")
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise InputError(f"{output} exists; use --overwrite to replace it")
+    guard_outputs(list(images) + list(labels), [output])
+    imgs, labs = [], []
+    for img_path, lab_path in progress(list(zip(images, labels)), "reading"):
+        imgs.append(read_training_image(img_path, axes))
+        lab = read_training_image(lab_path)
+        if lab.shape[-1] != 1:
+            raise InputError(f"{lab_path}: a label image needs one channel, not {lab.shape[-1]}")
+        if lab.shape[:-1] != imgs[-1].shape[:-1]:
+            raise InputError(f"{lab_path}: label image of shape {lab.shape[:-1]} does not match "
+                             f"its image {img_path} of shape {imgs[-1].shape[:-1]}")
+        labs.append(lab)
+    classifier.fit(imgs, labs)  # records the images' value range for warnings on unlike input
+    classifier.save(output)
+    return classifier
