@@ -22,6 +22,7 @@ from ..errors import InputError
 from ..frames import frames, predict_sources_by_frame
 from ..io import read_image, stored_axes, to_canonical
 from ..pixel_batch import ExportSpec, predict_files
+from ..zarrio import is_zarr_path, read_zarr
 from .classifier import STORED_FOREST, as_project, classifier_from_project, default_rounding
 from .project import IlastikProject
 
@@ -139,8 +140,6 @@ def read_input(path: Any, input_axes: str | None, project: IlastikProject,
     """Read an image to predict, with its axes: ``input_axes`` if given, else the file's own,
     else the axes of the project's first lane when they fit (ilastik's stored axistags), else
     guessed from the number of dimensions. ``scale_level`` picks an OME-Zarr resolution."""
-    from ..zarrio import is_zarr_path, read_zarr
-
     if is_zarr_path(path):
         return read_zarr(path, input_axes, scale_level)
     if scale_level:

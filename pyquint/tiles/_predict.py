@@ -25,6 +25,7 @@ from ..features import FeatureSelection, compute_features, feature_bands, featur
 from ..io import split_h5_path
 from ..pixel_sources import needs_probabilities, sources_from_proba
 from ..tiling import windows
+from ..zarrio import is_zarr_path
 from ._readers import LazyImage, open_lazy
 from ._writers import TileWriter, open_writer
 
@@ -271,8 +272,6 @@ def frame_count(source: Any, axes: str | None = None, scale_level: int = 0) -> i
     if isinstance(source, LazyImage):
         return source.n_frames
     if not isinstance(source, np.ndarray):
-        from ..zarrio import is_zarr_path
-
         if not (is_zarr_path(source) or _format_suffix(source) in (".h5", ".hdf5", ".hdf", ".npy")):
             return 1
     reader = open_lazy(source, axes, scale_level=scale_level, frame=0)
