@@ -203,6 +203,12 @@ def plan_outputs(
             if made_by.get(p.resolve(), p.resolve()) == p.resolve() or p in given}
     if not plan:
         raise InputError("no input images left (the inputs are all outputs of this command)")
+    claimed: dict[Path, Path] = {}
+    for p, outs in plan.items():
+        for o in outs.values():
+            other = claimed.setdefault(Path(os.path.abspath(o)), p)
+            if other != p:
+                raise InputError(f"{p} and {other} would both be written to {o}")
     return plan
 
 

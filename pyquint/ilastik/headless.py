@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from .project import IlastikProject
 
 __all__ = ["ProjectPredictor", "default_rounding", "predict_project", "read_input"]
 
+
+@dataclass(eq=False)
 class ProjectPredictor:
     """Predict with an ilastik project: its feature selection and its stored forest (or a
     forest retrained from its labels).
@@ -35,20 +38,11 @@ class ProjectPredictor:
     Parameters
     ----------
     project : IlastikProject or path
-    retrain : bool
-        Train a pyquint forest from the project's labels and its lanes' images (project-internal
-        data included) instead of using the stored vigra forest. Projects without a stored
-        forest are always retrained, as ilastik does.
-    selection : FeatureSelection, optional
-        Override the project's feature selection (required when the project has none).
-    rounding : {"exact", "muladd", "fast"}, optional
-        Feature arithmetic; default :func:`default_rounding`.
-    n_trees, seed : int
-        Forest size and seed when retraining (ilastik: 100 trees, unseeded).
-    n_jobs : int, optional
-        Threads for features and forest.
-    search_dirs : sequence of paths
-        Folders to look in for lane images that moved (retraining only).
+    retrain, selection, rounding, n_trees, seed, n_jobs, search_dirs
+        How to build the classifier: see
+        :func:`pyquint.ilastik.classifier.classifier_from_project` (the stored vigra forest
+        unless ``retrain`` or the project has none; features from the project unless
+        ``selection``; rounding by default from the ilastik version).
 
     Attributes
     ----------
@@ -59,26 +53,15 @@ class ProjectPredictor:
     rounding_ : str
     """
 
-    def __init__(
-        self,
-        project: Any,
-        *,
-        retrain: bool = False,
-        selection: Any = None,
-        rounding: str | None = None,
-        n_trees: int = 100,
-        seed: int | None = None,
-        n_jobs: int | None = None,
-        search_dirs: Sequence[str | os.PathLike] = (),
-    ) -> None:
-        self.project = project
-        self.retrain = retrain
-        self.selection = selection
-        self.rounding = rounding
-        self.n_trees = n_trees
-        self.seed = seed
-        self.n_jobs = n_jobs
-        self.search_dirs = search_dirs
+    project: Any
+    _: KW_ONLY
+    retrain: bool = False
+    selection: Any = None
+    rounding: str | None = None
+    n_trees: int = 100
+    seed: int | None = None
+    n_jobs: int | None = None
+    search_dirs: Sequence[str | os.PathLike] = ()
 
     def fit(self) -> ProjectPredictor:
         """Load the stored forest, or retrain from the project's labels

@@ -226,13 +226,6 @@ def run(
         raise InputError(f"{img_dir}: no Ilastik images (*.h5); run `pyquint steinbock prepare` first")
     if threads is not None and threads < 1:
         raise InputError(f"--threads must be at least 1, not {threads}")
-    out_dir = Path(out_dir)
-    outputs = [out_dir / f"{f.stem}.tiff" for f in img_files]
-    seen: dict[Path, Path] = {}
-    for f, out in zip(img_files, outputs):
-        if out in seen:
-            raise InputError(f"{f} and {seen[out]} would both be written to {out}")
-        seen[out] = f
     result = RunResult()
 
     def classifier() -> SteinbockClassifier:  # built only when some output is to be computed
