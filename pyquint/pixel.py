@@ -48,7 +48,7 @@ from .pixel_sources import (
     check_colors,
     default_class_colors,
     default_class_names,
-    needs_probabilities,
+    forest_sources,
     simple_segmentation,
     sources_from_proba,
     uncertainty_from_proba,
@@ -415,23 +415,14 @@ class PixelClassifier:
         if unknown:
             raise InputError(f"unknown export source(s) {unknown}; choose from {list(EXPORT_SOURCES)}")
         out: dict[str, np.ndarray] = {}
-        proba = None
-        needs_proba = needs_probabilities(sources)
-        if "Features" in sources:
-            feats = self.transform(image)
-            out["Features"] = feats
-            if needs_proba:
-                proba = self.forest_.predict_proba(feats, n_classes=self.n_classes_,
-                                                   n_jobs=self.n_jobs)
-            elif "Simple Segmentation" in sources:
-                out["Simple Segmentation"] = self.forest_.predict(
-                    feats, n_classes=self.n_classes_, n_jobs=self.n_jobs)[..., np.newaxis]
-        elif needs_proba:
-            proba = self.predict_proba(image)
-        elif "Simple Segmentation" in sources:
-            out["Simple Segmentation"] = self.predict(image)[..., np.newaxis]
-        if proba is not None:
-            out.update(sources_from_proba(proba, sources))
+        if "Features" in sources:  # one feature pass for the features and the forest
+            feats = out["Features"] = self.transform(image)
+            kw = {"n_classes": self.n_classes_, "n_jobs": self.n_jobs}
+            out.update(forest_sources(sources, lambda: self.forest_.predict_proba(feats, **kw),
+                                      lambda: self.forest_.predict(feats, **kw)))
+        else:
+            out.update(forest_sources(sources, lambda: self.predict_proba(image),
+                                      lambda: self.predict(image)))
         if "Labels" in sources:
             out["Labels"] = np.zeros(image.shape[:-1] + (1,), np.uint8)
         return {s: out[s] for s in sources}
@@ -512,18 +503,11 @@ class PixelClassifier:
         if (not isinstance(names, list) or len(names) != n_classes
                 or not all(isinstance(n, str) for n in names)):
             raise ModelFileError(f"{where}: class_names must be {n_classes} strings")
-        if selection.n_channels(n_in, ndim) != forest.n_features:
-            raise ModelFileError(f"{where}: the feature selection gives "
-                                 f"{selection.n_channels(n_in, ndim)} channels but the forest "
-                                 f"expects {forest.n_features}")
-        if np.any((forest.classes < 1) | (forest.classes > n_classes)):
-            raise ModelFileError(f"{where}: forest classes {forest.classes.tolist()} are not "
-                                 f"within 1..{n_classes}")
         trainer = meta.get("trainer", "sklearn")  # files before the "trainer" key: sklearn
         if trainer not in ("sklearn", "fast"):
             raise ModelFileError(f"{where}: unknown trainer {trainer!r}")
         info = meta.get("training", {}) if isinstance(meta.get("training"), dict) else {}
-        try:
+        try:  # from_forest checks that the forest fits the features and the classes
             return cls.from_forest(forest, features=selection, ndim=ndim, n_input_channels=n_in,
                                    class_names=names, class_colors=colors, rounding=rounding,
                                    seed=seed, trainer=trainer, training_info=info)

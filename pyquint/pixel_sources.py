@@ -8,7 +8,7 @@ re-exported by :mod:`pyquint.pixel`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ __all__ = [
     "check_colors",
     "default_class_colors",
     "default_class_names",
+    "forest_sources",
     "needs_probabilities",
     "simple_segmentation",
     "sources_from_proba",
@@ -117,6 +118,22 @@ def sources_from_proba(proba: np.ndarray, sources: Any) -> dict[str, np.ndarray]
     if "Uncertainty" in sources:
         out["Uncertainty"] = uncertainty_from_proba(proba)[..., np.newaxis]
     return out
+
+
+def forest_sources(sources: Iterable[str], probabilities: Callable[[], np.ndarray],
+                   segmentation: Callable[[], np.ndarray]) -> dict[str, np.ndarray]:
+    """The forest's export sources among ``sources`` from one forest pass.
+
+    ``probabilities()`` is called when a source needs them (the segmentation then follows
+    from them); otherwise ``segmentation()`` (the forest's early-stopping class vote) when
+    Simple Segmentation is asked for; neither for Features/Labels alone.
+    """
+    sources = list(sources)
+    if needs_probabilities(sources):
+        return sources_from_proba(probabilities(), sources)
+    if "Simple Segmentation" in sources:
+        return {"Simple Segmentation": segmentation()[..., np.newaxis]}
+    return {}
 
 
 # --------------------------------------------------------------------------- inputs

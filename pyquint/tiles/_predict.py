@@ -23,7 +23,7 @@ from ..batch import guard_outputs, progress
 from ..errors import InputError
 from ..features import FeatureSelection, compute_features, feature_bands, feature_halo
 from ..io import split_h5_path
-from ..pixel_sources import needs_probabilities, sources_from_proba
+from ..pixel_sources import forest_sources, needs_probabilities, sources_from_proba
 from ..tiling import windows
 from ..zarrio import is_zarr_path
 from ._readers import LazyImage, open_lazy
@@ -170,13 +170,10 @@ class TilePredictor:
             return self._banded(window, tile)
         feats = self.features(window)[tile.core_in_window]
         del window
-        out: dict[str, np.ndarray] = {}
+        out = forest_sources(self.sources, lambda: self.probabilities(feats),
+                             lambda: self.segmentation(feats))
         if "Features" in self.sources:
             out["Features"] = feats
-        if needs_probabilities(self.sources):
-            out.update(sources_from_proba(self.probabilities(feats), self.sources))
-        elif "Simple Segmentation" in self.sources:
-            out["Simple Segmentation"] = self.segmentation(feats)[..., np.newaxis]
         return out
 
     def _banded(self, window: np.ndarray, tile: Tile) -> dict[str, np.ndarray]:
