@@ -47,7 +47,7 @@ _ROI_FIELDS = re.compile(r"\{(roi|[tzyxc]_(start|stop))\}")
 Reader = Callable[[Path], "tuple[np.ndarray, str]"]
 #: ``write(input, source, data, axes, original_axes, output) -> Path``: one result file.
 Writer = Callable[[Path, str, np.ndarray, str, str, Path], Path]
-#: ``work(input, {source: output}) -> [written paths]``: a whole item (e.g. tile streaming).
+#: ``work(input, {key: output}) -> [written paths]``: a whole item (e.g. tile streaming).
 Work = Callable[[Path, "dict[Any, Path]"], "list[Path]"]
 
 
