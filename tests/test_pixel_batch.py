@@ -143,3 +143,29 @@ def test_train_files_round_trip(pngs, tmp_path: Path) -> None:
         train_files(PixelClassifier(SMALL, n_trees=5), pngs, labels[:1], model, overwrite=True)
     with pytest.raises(InputError, match="overwrite an input"):
         train_files(PixelClassifier(SMALL, n_trees=5), pngs, labels, labels[0], overwrite=True)
+
+
+def test_tiled_batch_makes_only_missing_outputs(clf, pngs, tmp_path: Path) -> None:
+    from pyquint.tiles import predict_tiled_files
+
+    out = tmp_path / "big"
+    lines: list[str] = []
+    result = predict_tiled_files(clf, pngs, out, sources=["Simple Segmentation"],
+                                 formats=["png", "tiff"], tile=16, n_workers=1, report=lines.append)
+    assert sorted(p.name for p in result.written) == sorted(
+        f"sec_s00{i}_Simple Segmentation.{e}" for i in (1, 2) for e in ("png", "tiff"))
+    assert len(lines) == 2 and "sec_s001.png" in lines[0]
+    for png in pngs:
+        seg = np.asarray(Image.open(out / f"{png.stem}_Simple Segmentation.png"))
+        assert np.array_equal(seg, clf.predict(np.asarray(Image.open(png))))
+    keep = out / "sec_s001_Simple Segmentation.png"
+    stamp = keep.stat().st_mtime_ns
+    (out / "sec_s001_Simple Segmentation.tiff").unlink()
+    again = predict_tiled_files(clf, pngs, out, sources=["Simple Segmentation"],
+                                formats=["png", "tiff"], tile=16, n_workers=1)
+    assert again.written == [out / "sec_s001_Simple Segmentation.tiff"] and len(again.skipped) == 3
+    assert keep.stat().st_mtime_ns == stamp
+    with pytest.raises(InputError, match="either hdf5 or compressed"):
+        predict_tiled_files(clf, pngs, out, formats=["hdf5", "compressed hdf5"])
+    with pytest.raises(InputError, match="tile by tile"):
+        predict_tiled_files(clf, pngs, out, formats=["npy"])

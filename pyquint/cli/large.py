@@ -88,7 +88,9 @@ def _palette(spec: str | None, classifier) -> np.ndarray | None:
 @click.option("--axes", help="Stored axes of the images when the file does not say, e.g. cyx.")
 @click.option("--scale-level", type=click.IntRange(0), default=0,
               help="Resolution level of OME-Zarr inputs (0 = full resolution).")
-@click.option("--overwrite", is_flag=True, help="Recompute images whose outputs all exist.")
+@click.option("--overwrite", is_flag=True,
+              help="Recompute outputs that exist (default: make only the missing ones, so a "
+                   "stopped batch resumes).")
 def predict(model: Path, images: tuple[str, ...], out: Path, sources: tuple[str, ...],
             fmts: tuple[str, ...],
             lut: str | None, tile: int, halo: int | None, workers: int | None,
