@@ -27,7 +27,8 @@ from ..zarrio import is_zarr_path, read_zarr
 from .classifier import STORED_FOREST, as_project, classifier_from_project, default_rounding
 from .project import IlastikProject
 
-__all__ = ["ProjectPredictor", "default_rounding", "predict_project", "read_input"]
+__all__ = ["ProjectPredictor", "default_rounding", "predict_project", "project_export_spec",
+           "read_input"]
 
 
 @dataclass(eq=False)
@@ -135,15 +136,31 @@ def read_input(path: Any, input_axes: str | None, project: IlastikProject,
     return data, axes
 
 
-def _stored_settings(project: IlastikProject) -> dict[str, Any]:
-    """Export defaults from the project's ``Prediction Export`` group, then ilastik's."""
+def project_export_spec(
+    project: IlastikProject,
+    sources: str | Sequence[str] = ("Probabilities",),
+    *,
+    overwrite: bool = False,
+    **given: Any,
+) -> ExportSpec:
+    """The export settings of a headless run: ``given`` flags (``output_format``,
+    ``output_filename_format``, ``output_internal_path``, ``export_dtype``,
+    ``pipeline_result_drange``, ``export_drange``, ``output_axis_order``; None or "" = unset),
+    else the project's ``Prediction Export`` group, else ilastik's defaults (HDF5 —
+    compressed HDF5 for projects of 1.4.1 and later —, ``exported_data``).
+    """
+    unknown = set(given) - set(_FLAGS)
+    if unknown:
+        raise TypeError(f"unknown export setting(s): {sorted(unknown)}")
     stored = project.export_settings
     fmt = stored.get("OutputFormat")
     if not fmt:  # ilastik's default became compressed HDF5 in 1.4.1
         fmt = "compressed hdf5" if project.version_tuple >= (1, 4, 1, 0, 0) else "hdf5"
     ranges = [stored.get(k) for k in ("InputMin", "InputMax", "ExportMin", "ExportMax")]
     has_ranges = all(isinstance(v, (int, float)) for v in ranges)
-    return {
+    if given.get("pipeline_result_drange") is not None or given.get("export_drange") is not None:
+        has_ranges = False  # a range given replaces the stored pair, never half of it
+    settings = {
         "output_format": fmt,
         "output_filename_format": stored.get("OutputFilenameFormat") or None,
         "output_internal_path": stored.get("OutputInternalPath") or "exported_data",
@@ -152,6 +169,19 @@ def _stored_settings(project: IlastikProject) -> dict[str, Any]:
         "export_drange": tuple(ranges[2:]) if has_ranges else None,
         "output_axis_order": stored.get("OutputAxisOrder") or None,
     }
+    settings.update({k: v for k, v in given.items() if v not in (None, "")})
+    return ExportSpec(
+        sources=(sources,) if isinstance(sources, str) else tuple(sources),
+        overwrite=overwrite, **{field: settings[flag] for flag, field in _FLAGS.items()})
+
+
+# ilastik's export flags → ExportSpec fields
+_FLAGS = {
+    "output_format": "format", "output_filename_format": "filename_format",
+    "output_internal_path": "internal_path", "export_dtype": "export_dtype",
+    "pipeline_result_drange": "pipeline_drange", "export_drange": "export_drange",
+    "output_axis_order": "axis_order",
+}
 
 
 def predict_project(
@@ -221,22 +251,11 @@ def predict_project(
         project = predictor.project_
     else:
         project = as_project(project)
-    given = {
-        "output_format": output_format, "output_filename_format": output_filename_format,
-        "output_internal_path": output_internal_path, "export_dtype": export_dtype,
-        "pipeline_result_drange": pipeline_result_drange, "export_drange": export_drange,
-        "output_axis_order": output_axis_order,
-    }
-    settings = _stored_settings(project)
-    if pipeline_result_drange is not None or export_drange is not None:
-        settings["pipeline_result_drange"] = settings["export_drange"] = None
-    settings.update({k: v for k, v in given.items() if v not in (None, "")})
-    spec = ExportSpec(
-        sources=(export_source,) if isinstance(export_source, str) else tuple(export_source),
-        format=settings["output_format"], filename_format=settings["output_filename_format"],
-        internal_path=settings["output_internal_path"], axis_order=settings["output_axis_order"],
-        export_dtype=settings["export_dtype"], pipeline_drange=settings["pipeline_result_drange"],
-        export_drange=settings["export_drange"], overwrite=overwrite)
+    spec = project_export_spec(
+        project, export_source, overwrite=overwrite, output_format=output_format,
+        output_filename_format=output_filename_format, output_internal_path=output_internal_path,
+        export_dtype=export_dtype, pipeline_result_drange=pipeline_result_drange,
+        export_drange=export_drange, output_axis_order=output_axis_order)
 
     def classifier() -> Any:  # fitted only when some output is to be computed
         fitted = predictor or ProjectPredictor(project, retrain=retrain, rounding=rounding,
