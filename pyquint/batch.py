@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+
 from .errors import InputError, Interrupted
 from .io import IMAGE_SUFFIXES, lock_folder, remove_stale_temps, split_h5_path
 from .zarrio import is_zarr_path, split_zarr_path
@@ -175,8 +177,6 @@ def _forget(state: BatchState) -> None:
 
 def value_range(images: Iterable[Any]) -> list[float]:
     """``[min, max]`` over ``images`` (recorded in a model as what it was trained on)."""
-    import numpy as np
-
     lo, hi = np.inf, -np.inf
     for im in images:
         a = np.asarray(im)
@@ -189,8 +189,6 @@ def unlike_training(data: Any, training: dict, source: object) -> str | None:
     """A warning with the numbers when ``data`` differs from a model's training images (pixel
     type, value range), else None. Models trained before ranges were recorded are compared by
     pixel type only."""
-    import numpy as np
-
     a = np.asarray(data)
     problems = []
     dtypes = training.get("input_dtypes") or []

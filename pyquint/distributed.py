@@ -23,8 +23,10 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, PyquintError
+from .features import feature_halo
 from .io import split_h5_path
-from .tiles import LazyImage, TilePredictor, open_lazy
+from .tiles import ArrayImage, LazyImage, Tile, TilePredictor, open_lazy
+from .tiling import chunk_sizes
 
 __all__ = ["predict_dask", "get_client", "chunk_spans"]
 
@@ -53,17 +55,9 @@ def get_client(address: str, timeout: float = 10.0) -> Any:
 
 def chunk_spans(size: int, chunk: int, depth: int) -> tuple[int, ...]:
     """Chunk sizes along one axis: ``chunk`` each, none smaller than ``depth`` (a small last
-    chunk is merged into its neighbour), so that every halo comes from one neighbour."""
-    if chunk < 1:
-        raise InputError(f"chunk size must be positive, not {chunk}")
-    chunk = max(chunk, depth, 1)
-    sizes = [chunk] * (size // chunk)
-    if size % chunk:
-        sizes.append(size % chunk)
-    if len(sizes) > 1 and sizes[-1] < depth:
-        tail = sizes.pop()
-        sizes[-1] += tail
-    return tuple(sizes) if sizes else (size,)
+    chunk is merged into its neighbour), so that every halo comes from one neighbour
+    (:func:`pyquint.tiling.chunk_sizes`)."""
+    return chunk_sizes(size, chunk, depth)
 
 
 class _WindowArray:
@@ -124,8 +118,6 @@ def _image_shape(image: Any, axes: str | None) -> tuple[int, int, int]:
 def _predict_block(block: np.ndarray, block_info: dict | None = None, *,
                    predictor: TilePredictor, depth: int, source: str) -> np.ndarray:
     """Features + forest on one overlapped block; returns the block's own pixels."""
-    from .tiles import ArrayImage, Tile
-
     info = block_info[None]
     loc, num = info["chunk-location"], info["num-chunks"]
     # boundary="none": the first/last chunk of an axis has no halo on its outer side
@@ -179,7 +171,6 @@ def predict_dask(
     numpy.ndarray or dask.array.Array
     """
     da = _require_dask()
-    from .features import feature_halo
 
     if source not in DASK_SOURCES:
         raise InputError(f"unknown export source {source!r}; use one of {', '.join(DASK_SOURCES)}")

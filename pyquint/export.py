@@ -30,6 +30,7 @@ import numpy as np
 
 from .errors import InputError
 from .io import atomic_output, axistags_json, reorder_axes, split_h5_path
+from .zarrio import is_zarr_path, split_zarr_path, write_ome_zarr
 
 __all__ = [
     "EXPORT_DTYPES",
@@ -78,8 +79,6 @@ _EXPORT_DTYPE_NAMES = _INT_DTYPES + ("float32", "float64")
 # --------------------------------------------------------------------------- names
 def _split_input(raw_path: str | os.PathLike) -> tuple[Path, str | None]:
     """An input's file (or zarr store) and inner dataset path."""
-    from .zarrio import is_zarr_path, split_zarr_path
-
     return split_zarr_path(raw_path) if is_zarr_path(raw_path) else split_h5_path(raw_path)
 
 
@@ -372,8 +371,6 @@ def export_array(
     elif fmt in ("tif", "tiff", "multipage tiff"):
         _write_tiff(file, data, axes)
     elif fmt == "ome-zarr":
-        from .zarrio import write_ome_zarr
-
         write_ome_zarr(file, data, axes,
                        attrs={"drange": list(map(float, drange))} if drange is not None else None)
     else:

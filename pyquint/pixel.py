@@ -11,7 +11,7 @@ Segmentation, Uncertainty) and saves itself to a pickle-free model file
 >>> image = rng.normal(100, 5, (64, 64)).astype(np.float32); image[:, 32:] += 50
 >>> labels = np.zeros((64, 64), np.uint8); labels[10, 5:20] = 1; labels[40, 40:60] = 2
 >>> clf = PixelClassifier(n_trees=10, seed=0).fit(image, labels)
->>> clf.predict(image)[50, 50], clf.predict_proba(image).shape
+>>> int(clf.predict(image)[50, 50]), clf.predict_proba(image).shape
 (2, (64, 64, 2))
 """
 
@@ -40,6 +40,20 @@ from .forest import (
     save_model,
     train_forest,
 )
+from .pixel_sources import (
+    ILASTIK_LABEL_COLORS,
+    _as_list,
+    _canonical,
+    _check_labels,
+    check_colors,
+    default_class_colors,
+    default_class_names,
+    forest_sources,
+    simple_segmentation,
+    sources_from_proba,
+    uncertainty_from_proba,
+)
+from .tiling import windows
 
 __all__ = [
     "ILASTIK_LABEL_COLORS",
@@ -47,168 +61,14 @@ __all__ = [
     "default_class_colors",
     "default_class_names",
     "simple_segmentation",
+    "sources_from_proba",
     "uncertainty_from_proba",
 ]
 
-#: ilastik's default label colours (volumina ``default16_new`` without its transparent 0):
-#: label 1 yellow, 2 blue, 3 red, ... (as stored in ``PixelClassification/LabelColors``).
-ILASTIK_LABEL_COLORS: tuple[tuple[int, int, int], ...] = (
-    (255, 225, 25), (0, 130, 200), (230, 25, 75), (70, 240, 240), (60, 180, 75),
-    (250, 190, 190), (170, 110, 40), (145, 30, 180), (0, 128, 128), (245, 130, 48),
-    (240, 50, 230), (210, 245, 60), (255, 215, 180), (230, 190, 255), (128, 128, 128),
-)
 ROUNDINGS = ("exact", "muladd", "fast")
 # Feature memory per prediction tile (float32 channels over the tile and its halo; for the
 # banded fast 2-D path, the pre-smoothed planes).
 _TILE_BYTES = 256 * 2**20
-
-
-# --------------------------------------------------------------------------- helpers
-def default_class_names(n_classes: int) -> list[str]:
-    """ilastik's default names: ``Label 1``, ``Label 2``, ..."""
-    return [f"Label {i + 1}" for i in range(n_classes)]
-
-
-def default_class_colors(n_classes: int) -> list[tuple[int, int, int]]:
-    """ilastik's default label colours for ``n_classes`` classes (cycling after 15)."""
-    return [ILASTIK_LABEL_COLORS[i % len(ILASTIK_LABEL_COLORS)] for i in range(n_classes)]
-
-
-def _check_proba(proba: np.ndarray) -> np.ndarray:
-    proba = np.asarray(proba)
-    if proba.ndim < 2 or proba.shape[-1] < 1 or proba.dtype.kind != "f":
-        raise InputError(f"probabilities must be a float array with classes on the last axis, "
-                         f"not {proba.dtype} of shape {proba.shape}")
-    return proba
-
-
-def simple_segmentation(proba: np.ndarray) -> np.ndarray:
-    """ilastik's Simple Segmentation: ``argmax + 1`` over the last axis, as uint8.
-
-    Ties go to the lower class (the first maximum); an all-zero row becomes 1.
-
-    Parameters
-    ----------
-    proba : float array, shape spatial + (N,)
-
-    Returns
-    -------
-    uint8 array, shape spatial, values 1..N
-    """
-    proba = _check_proba(proba)
-    if proba.shape[-1] > 255:
-        raise InputError(f"{proba.shape[-1]} classes do not fit a uint8 segmentation")
-    return (np.argmax(proba, axis=-1) + 1).astype(np.uint8)
-
-
-def uncertainty_from_proba(proba: np.ndarray) -> np.ndarray:
-    """ilastik's Uncertainty: ``1 − (p_max − p_second)`` over the last axis, float32.
-
-    All zeros when there is a single class.
-
-    Parameters
-    ----------
-    proba : float array, shape spatial + (N,)
-
-    Returns
-    -------
-    float32 array, shape spatial
-    """
-    proba = _check_proba(proba)
-    if proba.shape[-1] == 1:
-        return np.zeros(proba.shape[:-1], dtype=np.float32)
-    top2 = np.partition(proba, proba.shape[-1] - 2, axis=-1)[..., -2:]
-    # float32 arithmetic, as ilastik's OpEnsembleMargin computes on float32 probabilities
-    return (np.float32(1) - (top2[..., 1].astype(np.float32) - top2[..., 0].astype(np.float32))
-            ).astype(np.float32)
-
-
-def sources_from_proba(proba: np.ndarray, sources: Any) -> dict[str, np.ndarray]:
-    """The export sources that follow from probabilities, channels last.
-
-    "Probabilities" (``proba`` itself), "Simple Segmentation" (uint8 argmax + 1) and
-    "Uncertainty" (float32); other names in ``sources`` are ignored.
-    """
-    out: dict[str, np.ndarray] = {}
-    if "Probabilities" in sources:
-        out["Probabilities"] = proba
-    if "Simple Segmentation" in sources:
-        out["Simple Segmentation"] = simple_segmentation(proba)[..., np.newaxis]
-    if "Uncertainty" in sources:
-        out["Uncertainty"] = uncertainty_from_proba(proba)[..., np.newaxis]
-    return out
-
-
-def _canonical(image: Any, name: str) -> tuple[np.ndarray, str]:
-    """An image as ``yxc`` or ``zyxc`` (2-D input is ``yx``), validated."""
-    if not isinstance(image, np.ndarray):
-        try:
-            image = np.asarray(image)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"{name} is not an array: {exc}") from exc
-    if image.dtype.kind not in "uifb":
-        raise InputError(f"{name}: unsupported pixel type {image.dtype}; use integer or float pixels")
-    if image.ndim == 2:
-        image = image[..., np.newaxis]
-    if image.ndim not in (3, 4):
-        raise InputError(f"{name} must be 2-D (yx), 3-D (yxc) or 4-D (zyxc), not shape {image.shape}")
-    if image.dtype.kind == "f" and not np.isfinite(image).all():
-        bad = int(image.size - np.count_nonzero(np.isfinite(image)))
-        raise InputError(f"{name}: {bad} pixel(s) are NaN or infinite")
-    if min(image.shape) == 0:
-        raise InputError(f"{name} is empty (shape {image.shape})")
-    return image, ("yxc" if image.ndim == 3 else "zyxc")
-
-
-def _check_labels(labels: Any, spatial: tuple[int, ...], name: str) -> np.ndarray:
-    labels = np.asarray(labels)
-    if labels.shape == spatial + (1,):
-        labels = labels[..., 0]
-    if labels.shape != spatial:
-        raise InputError(f"{name} has shape {labels.shape} but its image's spatial shape is "
-                         f"{spatial}; label images must match their image pixel for pixel")
-    if labels.dtype.kind == "b":
-        labels = labels.astype(np.uint8)
-    elif labels.dtype.kind == "f":
-        if not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
-            raise InputError(f"{name}: label values must be whole numbers (0 = unlabelled, 1..N)")
-    elif labels.dtype.kind not in "ui":
-        raise InputError(f"{name}: unsupported label type {labels.dtype}")
-    if labels.size and labels.min() < 0:
-        raise InputError(f"{name}: negative label values; use 0 = unlabelled and 1..N for classes")
-    if labels.size and labels.max() > 255:
-        raise InputError(f"{name}: label value {labels.max()} is above 255; ilastik label "
-                         f"images are uint8 (classes 1..255)")
-    return labels.astype(np.uint8)
-
-
-def _as_list(obj: Any) -> list[Any]:
-    if isinstance(obj, np.ndarray) or not isinstance(obj, (list, tuple)):
-        return [obj]
-    return list(obj)
-
-
-def _tile_windows(spatial: tuple[int, ...], tile: int, halo: int):
-    """(core, outer) index tuples of y/x tiles covering ``spatial`` (z, if any, whole).
-
-    ``outer`` is ``core`` grown by ``halo`` on each side, clipped to the image; both index
-    the image's spatial axes plus its channel axis.
-    """
-    ny, nx = spatial[-2:]
-    lead = tuple(slice(0, n) for n in spatial[:-2])
-    for y0, y1 in _spans(ny, tile):
-        for x0, x1 in _spans(nx, tile):
-            core = lead + (slice(y0, y1), slice(x0, x1))
-            outer = lead + (slice(max(0, y0 - halo), min(ny, y1 + halo)),
-                            slice(max(0, x0 - halo), min(nx, x1 + halo)))
-            yield core, outer
-
-
-def _spans(size: int, tile: int) -> list[tuple[int, int]]:
-    """Split ``0..size`` into near-equal spans of at most ``tile`` (no small remainder)."""
-    n = max(1, math.ceil(size / tile))
-    edges = np.linspace(0, size, n + 1).round().astype(int)
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
 
 
 # --------------------------------------------------------------------------- classifier
@@ -334,11 +194,11 @@ class PixelClassifier:
         (``(y0, y1)`` within the core, or None to skip the tile).
         """
         ndim = image.ndim - 1
-        for core, outer in _tile_windows(image.shape[:-1], tile, halo):
+        for window in windows(image.shape[:-1], tile, halo, "even"):
+            core, outer, inner = window.core, window.outer, window.inner
             span = (core[-2].start, core[-2].stop) if rows is None else rows(core)
             if span is None:
                 continue
-            inner = tuple(slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, outer))
             if not self._banded(ndim):
                 feats = self._features(image[outer], axes)
                 consume(core, feats[inner])
@@ -429,7 +289,7 @@ class PixelClassifier:
             n_classes = len(names)
         else:
             names = default_class_names(n_classes)
-        colors = _check_colors(self.class_colors, n_classes)
+        colors = check_colors(self.class_colors, n_classes)
 
         xs, ys = [], []
         pool = self._pool() if self._banded(ndim) else None
@@ -555,23 +415,14 @@ class PixelClassifier:
         if unknown:
             raise InputError(f"unknown export source(s) {unknown}; choose from {list(EXPORT_SOURCES)}")
         out: dict[str, np.ndarray] = {}
-        proba = None
-        needs_proba = bool({"Probabilities", "Uncertainty"} & set(sources))
-        if "Features" in sources:
-            feats = self.transform(image)
-            out["Features"] = feats
-            if needs_proba:
-                proba = self.forest_.predict_proba(feats, n_classes=self.n_classes_,
-                                                   n_jobs=self.n_jobs)
-            elif "Simple Segmentation" in sources:
-                out["Simple Segmentation"] = self.forest_.predict(
-                    feats, n_classes=self.n_classes_, n_jobs=self.n_jobs)[..., np.newaxis]
-        elif needs_proba:
-            proba = self.predict_proba(image)
-        elif "Simple Segmentation" in sources:
-            out["Simple Segmentation"] = self.predict(image)[..., np.newaxis]
-        if proba is not None:
-            out.update(sources_from_proba(proba, sources))
+        if "Features" in sources:  # one feature pass for the features and the forest
+            feats = out["Features"] = self.transform(image)
+            kw = {"n_classes": self.n_classes_, "n_jobs": self.n_jobs}
+            out.update(forest_sources(sources, lambda: self.forest_.predict_proba(feats, **kw),
+                                      lambda: self.forest_.predict(feats, **kw)))
+        else:
+            out.update(forest_sources(sources, lambda: self.predict_proba(image),
+                                      lambda: self.predict(image)))
         if "Labels" in sources:
             out["Labels"] = np.zeros(image.shape[:-1] + (1,), np.uint8)
         return {s: out[s] for s in sources}
@@ -638,7 +489,7 @@ class PixelClassifier:
             ndim, n_in = int(meta["ndim"]), int(meta["n_input_channels"])
             n_classes = int(meta["n_classes"])
             names = meta["class_names"]
-            colors = _check_colors(meta["class_colors"], n_classes)
+            colors = check_colors(meta["class_colors"], n_classes)
             rounding = meta.get("rounding", "fast")
             seed = int(meta["seed"])
         except KeyError as exc:
@@ -652,18 +503,11 @@ class PixelClassifier:
         if (not isinstance(names, list) or len(names) != n_classes
                 or not all(isinstance(n, str) for n in names)):
             raise ModelFileError(f"{where}: class_names must be {n_classes} strings")
-        if selection.n_channels(n_in, ndim) != forest.n_features:
-            raise ModelFileError(f"{where}: the feature selection gives "
-                                 f"{selection.n_channels(n_in, ndim)} channels but the forest "
-                                 f"expects {forest.n_features}")
-        if np.any((forest.classes < 1) | (forest.classes > n_classes)):
-            raise ModelFileError(f"{where}: forest classes {forest.classes.tolist()} are not "
-                                 f"within 1..{n_classes}")
         trainer = meta.get("trainer", "sklearn")  # files before the "trainer" key: sklearn
         if trainer not in ("sklearn", "fast"):
             raise ModelFileError(f"{where}: unknown trainer {trainer!r}")
         info = meta.get("training", {}) if isinstance(meta.get("training"), dict) else {}
-        try:
+        try:  # from_forest checks that the forest fits the features and the classes
             return cls.from_forest(forest, features=selection, ndim=ndim, n_input_channels=n_in,
                                    class_names=names, class_colors=colors, rounding=rounding,
                                    seed=seed, trainer=trainer, training_info=info)
@@ -714,7 +558,7 @@ class PixelClassifier:
             raise InputError(f"forest must be a FlatForest, not {type(forest).__name__}")
         n_classes = len(class_names) if class_names is not None else int(forest.classes.max())
         names = list(class_names) if class_names is not None else default_class_names(n_classes)
-        colors = _check_colors(class_colors, n_classes)
+        colors = check_colors(class_colors, n_classes)
         clf = cls(features=features, n_trees=forest.n_trees, seed=seed, class_names=names,
                   class_colors=colors, n_jobs=n_jobs, rounding=rounding, trainer=trainer)
         selection = clf._selection()
@@ -740,19 +584,3 @@ class PixelClassifier:
         clf.feature_names_ = feature_names(selection, clf.n_input_channels_, clf.ndim_)
         clf.training_info_ = dict(training_info or {})
         return clf
-
-
-def _check_colors(colors: Any, n_classes: int) -> list[tuple[int, int, int]]:
-    if colors is None:
-        return default_class_colors(n_classes)
-    try:
-        arr = np.asarray(colors)
-    except ValueError as exc:
-        raise InputError(f"class colours must be (r, g, b) triples: {exc}") from exc
-    if arr.ndim != 2 or arr.shape[1] != 3 or arr.dtype.kind not in "ui":
-        raise InputError(f"class colours must be (r, g, b) integer triples, not {colors!r}")
-    if arr.shape[0] < n_classes:
-        raise InputError(f"{arr.shape[0]} class colour(s) given for {n_classes} classes")
-    if arr.size and (arr.min() < 0 or arr.max() > 255):
-        raise InputError("class colour components must be within 0..255")
-    return [tuple(int(v) for v in row) for row in arr[:n_classes]]

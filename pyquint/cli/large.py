@@ -9,7 +9,14 @@ from pathlib import Path
 import click
 import numpy as np
 
+from ..distributed import get_client
 from ..errors import PyquintError
+from ..ilastik import classifier_from_project
+from ..io import split_h5_path
+from ..lut import load_lut
+from ..pixel import PixelClassifier
+from ..tiles import make_test_image as write_test_image
+from ..tiles import predict_tiled_files
 
 # CLI choice -> pyquint.export format name
 _FORMATS = {"png": "png", "tiff": "tif", "hdf5": "hdf5", "compressed-hdf5": "compressed hdf5",
@@ -27,13 +34,9 @@ def cli() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 
-def _load_classifier(model: Path, rounding: str | None):
+def _load_classifier(model: Path, rounding: str | None) -> PixelClassifier:
     if model.suffix.lower() == ".ilp":
-        from ..ilastik import ProjectPredictor
-
-        return ProjectPredictor(model, rounding=rounding).fit().classifier_
-    from ..pixel import PixelClassifier
-
+        return classifier_from_project(model, rounding=rounding)
     clf = PixelClassifier.load(model)
     if rounding:
         clf.rounding = rounding
@@ -49,10 +52,6 @@ def _palette(spec: str | None, classifier) -> np.ndarray | None:
         for i, colour in enumerate(classifier.class_colors_):
             table[i + 1] = colour
         return table
-    try:
-        from ..lut import load_lut
-    except ImportError as exc:  # pragma: no cover - pyquint.lut is part of the package
-        raise PyquintError(f"LUT support (pyquint.lut) is not available: {exc}") from exc
     return np.asarray(load_lut(spec).table, dtype=np.uint8)[:, :3]
 
 
@@ -89,7 +88,9 @@ def _palette(spec: str | None, classifier) -> np.ndarray | None:
 @click.option("--axes", help="Stored axes of the images when the file does not say, e.g. cyx.")
 @click.option("--scale-level", type=click.IntRange(0), default=0,
               help="Resolution level of OME-Zarr inputs (0 = full resolution).")
-@click.option("--overwrite", is_flag=True, help="Recompute images whose outputs all exist.")
+@click.option("--overwrite", is_flag=True,
+              help="Recompute outputs that exist (default: make only the missing ones, so a "
+                   "stopped batch resumes).")
 def predict(model: Path, images: tuple[str, ...], out: Path, sources: tuple[str, ...],
             fmts: tuple[str, ...],
             lut: str | None, tile: int, halo: int | None, workers: int | None,
@@ -107,56 +108,23 @@ def predict(model: Path, images: tuple[str, ...], out: Path, sources: tuple[str,
       pyquint large predict model.h5 section.tif --export-source "Simple Segmentation" \\
           --output-format png --lut glasbey -o out/
     """
-    from ..batch import collect_inputs, progress
-    from ..export import export_filename, normalize_source
-    from ..tiles import frame_count, predict_tiled
-
     try:
-        names = [normalize_source(s) for s in sources]
-        inputs = collect_inputs(images)
         clf = _load_classifier(model, rounding)
         palette = _palette(lut, clf)
-        fmts = tuple(dict.fromkeys(fmts))
-        if "hdf5" in fmts and "compressed-hdf5" in fmts:
-            raise PyquintError("choose either hdf5 or compressed-hdf5 (both write .h5)")
-        compression = "gzip" if "compressed-hdf5" in fmts else None
-        executor = client = None
-        if scheduler:
-            from ..distributed import get_client
-
-            client = get_client(scheduler)
-            executor = client.get_executor()
+        client = get_client(scheduler) if scheduler else None
         try:
-            for image in progress(inputs, desc="images", total=len(inputs)):
-                n_frames = frame_count(image, axes, scale_level)
-                for frame in range(n_frames):
-                    outputs = [(s, _frame_name(export_filename(image, s, _FORMATS[f], dataset_dir=out),
-                                               frame if n_frames > 1 else None))
-                               for s in names for f in fmts]
-                    what = f"{image} t={frame}" if n_frames > 1 else f"{image}"
-                    if not overwrite and all(p.exists() for _, p in outputs):
-                        click.echo(f"skip {what} (outputs exist; --overwrite to redo)")
-                        continue
-                    start = time.perf_counter()
-                    written = predict_tiled(clf, image, outputs, tile=tile, halo=halo,
-                                            n_workers=workers, executor=executor, palette=palette,
-                                            compression=compression, axes=axes,
-                                            scale_level=scale_level,
-                                            frame=frame if n_frames > 1 else None)
-                    click.echo(f"{what}: {time.perf_counter() - start:.1f} s -> "
-                               + ", ".join(str(p) for p in written))
+            result = predict_tiled_files(
+                clf, images, out, sources=sources, formats=[_FORMATS[f] for f in fmts],
+                overwrite=overwrite, tile=tile, halo=halo, n_workers=workers,
+                executor=client.get_executor() if client is not None else None,
+                palette=palette, axes=axes, scale_level=scale_level, report=click.echo)
         finally:
             if client is not None:
                 client.close()
     except PyquintError as exc:
         raise click.ClickException(str(exc)) from exc
-
-
-def _frame_name(path: Path, frame: int | None) -> Path:
-    """``x_Probabilities.h5`` → ``x_Probabilities_t0003.h5`` for time point 3 of a series."""
-    if frame is None:
-        return path
-    return path.with_name(f"{path.stem}_t{frame:04d}{path.suffix}")
+    if result.skipped:
+        click.echo(f"skipped {len(result.skipped)} existing output(s) (--overwrite to redo)")
 
 
 @cli.command("make-test-image")
@@ -177,9 +145,6 @@ def make_test_image(output: str, size: tuple[int, int], seed: int, tile: int, pa
     The image is never whole in memory, so sizes like 30000 × 30000 (900 MP) work on any
     machine. Each tile is a synthetic DAB-like section (stained cells, streaks, texture).
     """
-    from ..io import split_h5_path
-    from ..tiles import make_test_image as make
-
     file = split_h5_path(output)[0]
     if file.exists() and not overwrite:
         raise click.ClickException(f"{file} exists; use --overwrite to replace it")
@@ -187,7 +152,7 @@ def make_test_image(output: str, size: tuple[int, int], seed: int, tile: int, pa
     compression = ("zlib" if suffix in (".tif", ".tiff") else "gzip") if compress else None
     try:
         start = time.perf_counter()
-        make(output, size, seed=seed, tile=tile, n_patterns=patterns, compression=compression)
+        write_test_image(output, size, seed=seed, tile=tile, n_patterns=patterns, compression=compression)
     except PyquintError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"wrote {file} ({size[0]} × {size[1]}) in {time.perf_counter() - start:.1f} s")

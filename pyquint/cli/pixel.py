@@ -5,21 +5,14 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 import click
-import numpy as np
 
-from ..batch import (
-    collect_inputs,
-    guard_outputs,
-    lock_outputs,
-    progress,
-    same_file,
-    unlike_training,
-)
+from ..batch import collect_inputs, same_file
 from ..errors import InputError, PyquintError
-from ..io import read_image, to_canonical
+from ..features import FeatureSelection
+from ..pixel import PixelClassifier
+from ..pixel_batch import ExportSpec, predict_files, train_files
 
 _SECTION = re.compile(r"^(.*?)([_-]s\d+)$", re.IGNORECASE)
 _LABEL_WORDS = ("labels", "label", "Labels", "Label")
@@ -30,9 +23,7 @@ def _fail(exc: PyquintError) -> click.ClickException:
 
 
 # --------------------------------------------------------------------------- train helpers
-def _parse_features(text: str) -> Any:
-    from ..features import FeatureSelection
-
+def _parse_features(text: str) -> FeatureSelection:
     key = text.strip()
     if key.lower() == "all":
         return FeatureSelection.all()
@@ -99,41 +90,6 @@ def _pair_folders(images_dir: Path, labels_dir: Path) -> tuple[list[Path], list[
     return [i for i, _ in pairs], [lab for _, lab in pairs]
 
 
-def _read_canonical(path: Path, axes: str | None) -> np.ndarray:
-    data, ax = read_image(path, axes)
-    canon, _ = to_canonical(data, ax)
-    if canon.ndim not in (3, 4):
-        raise InputError(f"{path}: time series are not supported for pixel classification "
-                         f"(axes {ax!r}); export single time points")
-    return canon
-
-
-_ROI_FIELDS = re.compile(r"\{(roi|[tzyxc]_(start|stop))\}")
-
-
-def _output_names(path: Path, sources: list[str], fmt: str, filename_format: str | None,
-                  output_dir: Path | None, axes: str | None, axis_order: str | None,
-                  clf: Any) -> dict[str, Path]:
-    """Output file of each source; the image is read only when the pattern uses its shape."""
-    from ..export import export_filename, output_axes_for
-
-    if not filename_format or not _ROI_FIELDS.search(filename_format):
-        return {s: export_filename(path, s, fmt, filename_format, dataset_dir=output_dir)
-                for s in sources}
-    data, in_axes = read_image(path, axes)
-    canon, canon_axes = to_canonical(data, in_axes)
-    target = axis_order.lower() if axis_order else output_axes_for(in_axes)
-    channels = {"Probabilities": clf.n_classes_, "Features": len(clf.feature_names_)}
-    names = {}
-    for s in sources:
-        shape = dict(zip(canon_axes, canon.shape))
-        shape["c"] = channels.get(s, 1)
-        out_shape = [shape.get(a, 1) for a in target]
-        names[s] = export_filename(path, s, fmt, filename_format, shape=out_shape, axes=target,
-                                   dataset_dir=output_dir)
-    return names
-
-
 # --------------------------------------------------------------------------- commands
 @click.group("pixel")
 def cli() -> None:
@@ -196,8 +152,6 @@ def train(images: tuple[Path, ...], labels: tuple[Path, ...], images_dir: Path |
       pyquint pixel train a.png b.png -l a_labels.png -l b_labels.png -o model.h5
       pyquint pixel train --images-dir sections --labels-dir labels --seed 1 -o model.h5
     """
-    from ..pixel import PixelClassifier
-
     try:
         if images_dir or labels_dir:
             if images or labels or not (images_dir and labels_dir):
@@ -211,29 +165,15 @@ def train(images: tuple[Path, ...], labels: tuple[Path, ...], images_dir: Path |
             if len(image_paths) != len(label_paths):
                 raise InputError(f"{len(image_paths)} image(s) but {len(label_paths)} label "
                                  f"image(s); give one --labels per image, in the same order")
-        if output.exists() and not overwrite:
-            raise InputError(f"{output} exists; use --overwrite to replace it")
-        guard_outputs(list(image_paths) + list(label_paths), [output])
         names = [n.strip() for n in class_names.split(",")] if class_names else None
         clf = PixelClassifier(features=_parse_features(features), n_trees=trees, seed=seed,
                               class_names=names, class_colors=_parse_colors(class_colors),
                               n_jobs=jobs, rounding=rounding, trainer=trainer)
-        imgs, labs = [], []
-        for img_path, lab_path in progress(list(zip(image_paths, label_paths)), "reading"):
-            imgs.append(_read_canonical(img_path, axes))
-            lab = _read_canonical(lab_path, None)
-            if lab.shape[-1] != 1:
-                raise InputError(f"{lab_path}: a label image needs one channel, not {lab.shape[-1]}")
-            if lab.shape[:-1] != imgs[-1].shape[:-1]:
-                raise InputError(f"{lab_path}: label image of shape {lab.shape[:-1]} does not match "
-                                 f"its image {img_path} of shape {imgs[-1].shape[:-1]}")
-            labs.append(lab)
-        clf.fit(imgs, labs)  # records the images' value range for warnings on unlike input
-        clf.save(output)
+        train_files(clf, image_paths, label_paths, output, axes=axes, overwrite=overwrite)
     except PyquintError as exc:
         raise _fail(exc) from None
     info = clf.training_info_
-    click.echo(f"trained on {info['n_samples']} labelled pixels of {len(imgs)} image(s), "
+    click.echo(f"trained on {info['n_samples']} labelled pixels of {info['n_images']} image(s), "
                f"{clf.n_classes_} classes, {len(clf.feature_names_)} features, seed {clf.seed_}; "
                f"wrote {output}")
 
@@ -285,71 +225,22 @@ def predict(model: Path, inputs: tuple[Path, ...], sources: tuple[str, ...], fmt
           --output-format png -o segmentations/
       pyquint pixel predict model.h5 img.h5/raw --export-source probabilities
     """
-    from ..export import (
-        EXPORT_FORMATS,
-        EXPORT_SOURCES,
-        export_filename,
-        normalize_format,
-        normalize_source,
-        write_export,
-    )
-    from ..frames import predict_sources_by_frame
-    from ..pixel import PixelClassifier
-
     try:
-        srcs = list(dict.fromkeys(normalize_source(s) for s in sources)) or ["Probabilities"]
-        fmt = normalize_format(fmt)
+        spec = ExportSpec(sources=tuple(sources), format=fmt, filename_format=filename_format,
+                          output_dir=output_dir, internal_path=internal_path,
+                          axis_order=axis_order, export_dtype=export_dtype,
+                          pipeline_drange=in_range, export_drange=out_range, overwrite=overwrite)
         clf = PixelClassifier.load(model)
         if jobs is not None:
             clf.n_jobs = jobs
-        paths = [p for p in collect_inputs(inputs) if not same_file(p, model)]
-        plan = {p: _output_names(p, srcs, fmt, filename_format, output_dir, axes, axis_order, clf)
-                for p in paths}
-        # Outputs of an earlier run found in an input folder are not inputs of this one.
-        made_by = {o.resolve(): Path(p).resolve() for p, outs in plan.items() for o in outs.values()}
-        if not filename_format or not _ROI_FIELDS.search(filename_format):
-            # earlier runs may have exported other sources or formats into an input folder
-            for p in plan:
-                for other_source in EXPORT_SOURCES:
-                    for other_fmt in EXPORT_FORMATS:
-                        o = export_filename(p, other_source, other_fmt, filename_format,
-                                            dataset_dir=output_dir)
-                        made_by.setdefault(o.resolve(), Path(p).resolve())
-        plan = {p: outs for p, outs in plan.items()
-                if made_by.get(Path(p).resolve(), Path(p).resolve()) == Path(p).resolve()
-                or Path(p) in inputs}
-        if not plan:
-            raise InputError("no input images left (the inputs are all outputs of this command)")
-        guard_outputs(list(plan), [o for outs in plan.values() for o in outs.values()])
-        lock_outputs([o for outs in plan.values() for o in outs.values()])
-        todo = {p: {s: o for s, o in outs.items() if overwrite or not o.exists()}
-                for p, outs in plan.items()}
-        todo = {p: outs for p, outs in todo.items() if outs}
-        n_skipped = sum(len(o) for o in plan.values()) - sum(len(o) for o in todo.values())
+        result = predict_files(clf, inputs, spec, axes=axes, exclude=[model], keep_going=True,
+                               warn=lambda msg: click.echo(f"warning: {msg}", err=True))
     except PyquintError as exc:
         raise _fail(exc) from None
-    written = 0
-    failures = []
-    for path, outs in progress(list(todo.items()), "pixel predict", total=len(todo)):
-        try:
-            data, in_axes = read_image(path, axes)
-            canon, canon_axes = to_canonical(data, in_axes)
-            unlike = unlike_training(canon, clf.training_info_, path)
-            if unlike:
-                click.echo(f"warning: {unlike}", err=True)
-            # time series: each frame on its own, as ilastik does
-            results = predict_sources_by_frame(clf, canon, canon_axes, list(outs))
-            for source, out in outs.items():
-                write_export(path, source, results[source], canon_axes, in_axes, fmt=fmt,
-                             internal_path=internal_path, output_axes=axis_order,
-                             export_dtype=export_dtype, pipeline_drange=in_range,
-                             export_drange=out_range, path=out)
-                written += 1
-        except PyquintError as exc:
-            failures.append(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
-    msg = f"wrote {written} file(s)"
-    if n_skipped:
-        msg += f", skipped {n_skipped} existing (use --overwrite to recompute)"
+    msg = f"wrote {len(result.written)} file(s)"
+    if result.skipped:
+        msg += f", skipped {len(result.skipped)} existing (use --overwrite to recompute)"
     click.echo(msg)
-    if failures:
-        raise click.ClickException(f"{len(failures)} input(s) failed:\n  " + "\n  ".join(failures))
+    if result.failed:
+        raise click.ClickException(f"{len(result.failed)} input(s) failed:\n  "
+                                   + "\n  ".join(result.failed))

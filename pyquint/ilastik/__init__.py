@@ -8,6 +8,7 @@ minimal projects, and run ilastik-style headless batch prediction without ilasti
 """
 
 from ._labels import LabelBlock
+from .classifier import classifier_from_project
 from .headless import ProjectPredictor, default_rounding, predict_project
 from .project import IlastikProject, Lane, open_readonly, read_project
 from .vigra_forest import decode_tree, read_forests, read_project_forest
@@ -18,6 +19,7 @@ __all__ = [
     "LabelBlock",
     "Lane",
     "ProjectPredictor",
+    "classifier_from_project",
     "copy_labels",
     "decode_tree",
     "default_rounding",

@@ -13,37 +13,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, PyquintError
-from ..frames import frame_pairs, frames, predict_sources_by_frame
-from ..io import read_image, reorder_axes, stored_axes, to_canonical
-from .project import IlastikProject, read_project
+from ..errors import InputError
+from ..frames import frames, predict_sources_by_frame
+from ..io import read_image, stored_axes, to_canonical
+from ..pixel_batch import ExportSpec, predict_files
+from ..zarrio import is_zarr_path, read_zarr
+from .classifier import STORED_FOREST, as_project, classifier_from_project, default_rounding
+from .project import IlastikProject
 
-__all__ = ["ProjectPredictor", "default_rounding", "predict_project", "read_input"]
-
-# rounding of the feature filters used by default for projects of ilastik >= 1.4: "fast"
-# agrees with "exact" (bit-identical to ilastik's fastfilters) on 99.9998 % of pc.ilp's
-# Simple Segmentation (3 of 1,376,256 pixels differ), so the faster path is the default.
-_FAST_SINCE = (1, 4)
-
-
-def default_rounding(project: IlastikProject) -> str:
-    """Feature arithmetic matching the ilastik build that trained ``project``.
-
-    ``"fast"`` (within 1e-5 of fastfilters' FMA arithmetic) for ilastik ≥ 1.4,
-    ``"muladd"`` (plain float32 multiply-add, as the 1.3-era builds) before that.
-    """
-    return "fast" if project.version_tuple[:2] >= _FAST_SINCE else "muladd"
+__all__ = ["ProjectPredictor", "default_rounding", "predict_project", "project_export_spec",
+           "read_input"]
 
 
-def _as_project(project: Any) -> IlastikProject:
-    return project if isinstance(project, IlastikProject) else read_project(project)
-
-
+@dataclass(eq=False)
 class ProjectPredictor:
     """Predict with an ilastik project: its feature selection and its stored forest (or a
     forest retrained from its labels).
@@ -51,20 +39,11 @@ class ProjectPredictor:
     Parameters
     ----------
     project : IlastikProject or path
-    retrain : bool
-        Train a pyquint forest from the project's labels and its lanes' images (project-internal
-        data included) instead of using the stored vigra forest. Projects without a stored
-        forest are always retrained, as ilastik does.
-    selection : FeatureSelection, optional
-        Override the project's feature selection (required when the project has none).
-    rounding : {"exact", "muladd", "fast"}, optional
-        Feature arithmetic; default :func:`default_rounding`.
-    n_trees, seed : int
-        Forest size and seed when retraining (ilastik: 100 trees, unseeded).
-    n_jobs : int, optional
-        Threads for features and forest.
-    search_dirs : sequence of paths
-        Folders to look in for lane images that moved (retraining only).
+    retrain, selection, rounding, n_trees, seed, n_jobs, search_dirs
+        How to build the classifier: see
+        :func:`pyquint.ilastik.classifier.classifier_from_project` (the stored vigra forest
+        unless ``retrain`` or the project has none; features from the project unless
+        ``selection``; rounding by default from the ilastik version).
 
     Attributes
     ----------
@@ -75,98 +54,28 @@ class ProjectPredictor:
     rounding_ : str
     """
 
-    def __init__(
-        self,
-        project: Any,
-        *,
-        retrain: bool = False,
-        selection: Any = None,
-        rounding: str | None = None,
-        n_trees: int = 100,
-        seed: int | None = None,
-        n_jobs: int | None = None,
-        search_dirs: Sequence[str | os.PathLike] = (),
-    ) -> None:
-        self.project = project
-        self.retrain = retrain
-        self.selection = selection
-        self.rounding = rounding
-        self.n_trees = n_trees
-        self.seed = seed
-        self.n_jobs = n_jobs
-        self.search_dirs = search_dirs
+    project: Any
+    _: KW_ONLY
+    retrain: bool = False
+    selection: Any = None
+    rounding: str | None = None
+    n_trees: int = 100
+    seed: int | None = None
+    n_jobs: int | None = None
+    search_dirs: Sequence[str | os.PathLike] = ()
 
     def fit(self) -> ProjectPredictor:
-        """Load the stored forest, or retrain from the project's labels."""
-        from ..pixel import PixelClassifier, default_class_colors
-
-        project = _as_project(self.project)
-        if project.kind == "object" and not (project.has_forest or project.has_labels):
-            raise InputError(
-                f"{project.path}: this {project.workflow!r} project has no pixel classification part"
-            )
-        selection = self.selection if self.selection is not None else project.feature_selection()
-        if selection is None:
-            raise InputError(
-                f"{project.path}: the project selects no features (FeatureSelections is empty); "
-                "select features in ilastik or pass a selection"
-            )
-        rounding = self.rounding or default_rounding(project)
-        names = list(project.label_names) or None
-        colors = (project.label_colors.tolist() if project.label_colors is not None
-                  and names and len(project.label_colors) == len(names) else None)
-        retrain = self.retrain or not project.has_forest
-        if retrain:
-            if not project.has_labels:
-                why = "no trained classifier and " if not project.has_forest else ""
-                raise InputError(f"{project.path}: the project has {why}no labels to train from")
-            # ilastik never filters across t: each labelled frame is one training image
-            pairs = [(frame, lab) for image, axes, labels in
-                     project.training_data(tuple(self.search_dirs))
-                     for _, frame, lab in frame_pairs(image, axes, labels)]
-            clf = PixelClassifier(features=selection, n_trees=self.n_trees, seed=self.seed,
-                                  class_names=names, class_colors=colors, n_jobs=self.n_jobs,
-                                  rounding=rounding)
-            clf.fit([image for image, _ in pairs], [labels for _, labels in pairs])
-        else:
-            forest = project.forest()
-            n_classes = max(len(names or ()), int(forest.classes.max()))
-            names = names or [f"Label {k + 1}" for k in range(n_classes)]
-            ndim, n_in = self._input_kind(project, selection, forest.n_features)
-            clf = PixelClassifier.from_forest(
-                forest, features=selection, ndim=ndim, n_input_channels=n_in, class_names=names,
-                class_colors=colors or default_class_colors(n_classes), rounding=rounding,
-                n_jobs=self.n_jobs,
-                training_info={"source": "stored vigra forest of an ilastik project"})
+        """Load the stored forest, or retrain from the project's labels
+        (:func:`pyquint.ilastik.classifier.classifier_from_project`)."""
+        project = as_project(self.project)
+        self.classifier_ = classifier_from_project(
+            project, retrain=self.retrain, selection=self.selection, rounding=self.rounding,
+            n_trees=self.n_trees, seed=self.seed, n_jobs=self.n_jobs, search_dirs=self.search_dirs)
         self.project_ = project
-        self.classifier_ = clf
-        self.retrained_ = retrain
-        self.rounding_ = rounding
-        self.selection_ = selection
+        self.retrained_ = self.classifier_.training_info_.get("source") != STORED_FOREST
+        self.rounding_ = self.classifier_.rounding
+        self.selection_ = self.classifier_.selection_
         return self
-
-    @staticmethod
-    def _input_kind(project: IlastikProject, selection: Any, n_features: int) -> tuple[int, int]:
-        """(spatial ndim, input channels) the stored forest was trained on."""
-        shape = project.lane_shape(0) if project.lanes else None
-        if shape is not None:
-            axes = project.lanes[0].canonical_axes
-            ndim, n_in = len(axes.replace("t", "")) - 1, shape[-1]
-            if selection.n_channels(n_in, ndim) != n_features:
-                raise InputError(
-                    f"{project.path}: the stored forest uses {n_features} features but the feature "
-                    f"selection gives {selection.n_channels(n_in, ndim)} for {n_in}-channel "
-                    f"{ndim}-D data; retrain (--retrain) or fix the project"
-                )
-            return ndim, n_in
-        for ndim in (2, 3):
-            per_channel = selection.n_channels(1, ndim)
-            if n_features % per_channel == 0:
-                return ndim, n_features // per_channel
-        raise InputError(
-            f"{project.path}: the stored forest uses {n_features} features, which no number of "
-            "input channels gives with the project's feature selection"
-        )
 
     def _check(self) -> None:
         if not hasattr(self, "classifier_"):
@@ -174,18 +83,17 @@ class ProjectPredictor:
 
     def predict_proba(self, image: np.ndarray, axes: str | None = None) -> np.ndarray:
         """Probabilities (float32, canonical axes with ``t`` first if any, + N classes)."""
-        self._check()
-        canon, canon_axes = _canonical(image, axes)
-        parts, _ = frames(canon, canon_axes)
-        out = [self.classifier_.predict_proba(p) for p in parts]
-        return np.stack(out) if "t" in canon_axes else out[0]
+        return self._by_frame(image, axes, "predict_proba")
 
     def predict(self, image: np.ndarray, axes: str | None = None) -> np.ndarray:
         """Simple Segmentation: uint8, 1..N, canonical spatial axes (``t`` first if any)."""
+        return self._by_frame(image, axes, "predict")
+
+    def _by_frame(self, image: np.ndarray, axes: str | None, method: str) -> np.ndarray:
         self._check()
         canon, canon_axes = _canonical(image, axes)
         parts, _ = frames(canon, canon_axes)
-        out = [self.classifier_.predict(p) for p in parts]
+        out = [getattr(self.classifier_, method)(p) for p in parts]
         return np.stack(out) if "t" in canon_axes else out[0]
 
     def compute(
@@ -216,8 +124,6 @@ def read_input(path: Any, input_axes: str | None, project: IlastikProject,
     """Read an image to predict, with its axes: ``input_axes`` if given, else the file's own,
     else the axes of the project's first lane when they fit (ilastik's stored axistags), else
     guessed from the number of dimensions. ``scale_level`` picks an OME-Zarr resolution."""
-    from ..zarrio import is_zarr_path, read_zarr
-
     if is_zarr_path(path):
         return read_zarr(path, input_axes, scale_level)
     if scale_level:
@@ -230,15 +136,31 @@ def read_input(path: Any, input_axes: str | None, project: IlastikProject,
     return data, axes
 
 
-def _stored_settings(project: IlastikProject) -> dict[str, Any]:
-    """Export defaults from the project's ``Prediction Export`` group, then ilastik's."""
+def project_export_spec(
+    project: IlastikProject,
+    sources: str | Sequence[str] = ("Probabilities",),
+    *,
+    overwrite: bool = False,
+    **given: Any,
+) -> ExportSpec:
+    """The export settings of a headless run: ``given`` flags (``output_format``,
+    ``output_filename_format``, ``output_internal_path``, ``export_dtype``,
+    ``pipeline_result_drange``, ``export_drange``, ``output_axis_order``; None or "" = unset),
+    else the project's ``Prediction Export`` group, else ilastik's defaults (HDF5 —
+    compressed HDF5 for projects of 1.4.1 and later —, ``exported_data``).
+    """
+    unknown = set(given) - set(_FLAGS)
+    if unknown:
+        raise TypeError(f"unknown export setting(s): {sorted(unknown)}")
     stored = project.export_settings
     fmt = stored.get("OutputFormat")
     if not fmt:  # ilastik's default became compressed HDF5 in 1.4.1
         fmt = "compressed hdf5" if project.version_tuple >= (1, 4, 1, 0, 0) else "hdf5"
     ranges = [stored.get(k) for k in ("InputMin", "InputMax", "ExportMin", "ExportMax")]
     has_ranges = all(isinstance(v, (int, float)) for v in ranges)
-    return {
+    if given.get("pipeline_result_drange") is not None or given.get("export_drange") is not None:
+        has_ranges = False  # a range given replaces the stored pair, never half of it
+    settings = {
         "output_format": fmt,
         "output_filename_format": stored.get("OutputFilenameFormat") or None,
         "output_internal_path": stored.get("OutputInternalPath") or "exported_data",
@@ -247,6 +169,19 @@ def _stored_settings(project: IlastikProject) -> dict[str, Any]:
         "export_drange": tuple(ranges[2:]) if has_ranges else None,
         "output_axis_order": stored.get("OutputAxisOrder") or None,
     }
+    settings.update({k: v for k, v in given.items() if v not in (None, "")})
+    return ExportSpec(
+        sources=(sources,) if isinstance(sources, str) else tuple(sources),
+        overwrite=overwrite, **{field: settings[flag] for flag, field in _FLAGS.items()})
+
+
+# ilastik's export flags → ExportSpec fields
+_FLAGS = {
+    "output_format": "format", "output_filename_format": "filename_format",
+    "output_internal_path": "internal_path", "export_dtype": "export_dtype",
+    "pipeline_result_drange": "pipeline_drange", "export_drange": "export_drange",
+    "output_axis_order": "axis_order",
+}
 
 
 def predict_project(
@@ -311,71 +246,23 @@ def predict_project(
     list of Path
         The files written (skipped ones excluded).
     """
-    from ..batch import collect_inputs, guard_outputs, progress
-    from ..export import (
-        export_filename,
-        normalize_format,
-        normalize_source,
-        output_axes_for,
-        write_export,
-    )
-
     if predictor is not None:
         predictor._check()
         project = predictor.project_
     else:
-        project = _as_project(project)
-    sources = [export_source] if isinstance(export_source, str) else list(export_source)
-    sources = list(dict.fromkeys(normalize_source(s) for s in sources)) or ["Probabilities"]
-    given = {
-        "output_format": output_format, "output_filename_format": output_filename_format,
-        "output_internal_path": output_internal_path, "export_dtype": export_dtype,
-        "pipeline_result_drange": pipeline_result_drange, "export_drange": export_drange,
-        "output_axis_order": output_axis_order,
-    }
-    settings = _stored_settings(project)
-    if pipeline_result_drange is not None or export_drange is not None:
-        settings["pipeline_result_drange"] = settings["export_drange"] = None
-    settings.update({k: v for k, v in given.items() if v not in (None, "")})
-    fmt = normalize_format(settings["output_format"])
-    name_format = settings["output_filename_format"]
-    inputs = collect_inputs([os.fspath(p) for p in images])
+        project = as_project(project)
+    spec = project_export_spec(
+        project, export_source, overwrite=overwrite, output_format=output_format,
+        output_filename_format=output_filename_format, output_internal_path=output_internal_path,
+        export_dtype=export_dtype, pipeline_result_drange=pipeline_result_drange,
+        export_drange=export_drange, output_axis_order=output_axis_order)
 
-    def planned(path: Any) -> dict[str, Path] | None:
-        try:  # without the data's shape: fails only for {roi}/{x_start}-style patterns
-            return {s: export_filename(path, s, fmt, name_format) for s in sources}
-        except InputError:
-            return None
+    def classifier() -> Any:  # fitted only when some output is to be computed
+        fitted = predictor or ProjectPredictor(project, retrain=retrain, rounding=rounding,
+                                               seed=seed, n_jobs=n_jobs).fit()
+        return fitted.classifier_
 
-    plans = [planned(p) for p in inputs]
-    guard_outputs(inputs, [o for plan in plans if plan for o in plan.values()])
-    written: list[Path] = []
-    for path, plan in progress(list(zip(inputs, plans)), desc="ilastik predict", total=len(inputs)):
-        if plan is not None and not overwrite and all(o.exists() for o in plan.values()):
-            continue
-        data, axes = read_input(path, input_axes, project, scale_level)
-        canon, canon_axes = to_canonical(data, axes)
-        target = (settings["output_axis_order"] or output_axes_for(axes)).lower()
-        if predictor is None:
-            predictor = ProjectPredictor(project, retrain=retrain, rounding=rounding, seed=seed,
-                                         n_jobs=n_jobs).fit()
-        todo = [s for s in sources if overwrite or plan is None or not plan[s].exists()]
-        try:
-            results = predictor.compute(canon, canon_axes, todo)
-            for source in todo:
-                result = results[source]
-                out_shape = reorder_axes(result, canon_axes, target).shape
-                out = export_filename(path, source, fmt, name_format, shape=out_shape, axes=target)
-                if out.exists() and not overwrite:
-                    continue
-                guard_outputs(inputs, [out])
-                written.append(write_export(
-                    path, source, result, canon_axes, axes, fmt=fmt, filename_format=name_format,
-                    internal_path=settings["output_internal_path"], output_axes=target,
-                    export_dtype=settings["export_dtype"],
-                    pipeline_drange=settings["pipeline_result_drange"],
-                    export_drange=settings["export_drange"], path=out,
-                ))
-        except PyquintError as exc:
-            raise InputError(f"{path}: {exc}") from None
-    return written
+    result = predict_files(classifier, [os.fspath(p) for p in images], spec,
+                           read=lambda path: read_input(path, input_axes, project, scale_level),
+                           desc="ilastik predict")
+    return result.written

@@ -17,22 +17,28 @@ image's (scale × original). Files are named ``{image stem}.tiff`` (what steinbo
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..batch import progress
 from ..errors import InputError
+from ..features import FeatureSelection
+from ..ilastik.classifier import STORED_FOREST, classifier_from_project, uses_stored_forest
+from ..ilastik.project import read_project
 from ..io import atomic_output
+from ..pixel import PixelClassifier
+from ..pixel_batch import ExportSpec, predict_files
 from .images import list_ilastik_files, read_ilastik_h5
 
 __all__ = ["RunResult", "SteinbockClassifier", "probabilities_to_uint16", "run", "write_probabilities"]
 
 logger = logging.getLogger("pyquint.steinbock")
-_TILE = 512  # rows per tile: bounds memory to ~tile*width*features floats
+_TILE = 512  # tile edge: bounds memory to ~(tile + 2 halo)² × features floats
 
 
 def probabilities_to_uint16(proba: np.ndarray) -> np.ndarray:
@@ -64,6 +70,9 @@ def write_probabilities(path: str | os.PathLike, proba_u16: np.ndarray) -> Path:
 class SteinbockClassifier:
     """The features and forest that :func:`run` applies (build it with :meth:`from_project`).
 
+    A thin steinbock-facing view of a :class:`pyquint.pixel.PixelClassifier` (``classifier``),
+    which does the tiling, features and forest.
+
     Attributes
     ----------
     selection : FeatureSelection
@@ -71,6 +80,9 @@ class SteinbockClassifier:
     class_names : list of str
     source : str
         ``"stored forest"`` or ``"retrained on N labelled pixels"``.
+    rounding : str
+    classifier : PixelClassifier
+        Built from the fields above when not given.
     """
 
     selection: object
@@ -78,6 +90,15 @@ class SteinbockClassifier:
     class_names: list[str]
     source: str
     rounding: str = "exact"
+    classifier: PixelClassifier | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.classifier is None:
+            per_channel = self.selection.n_channels(1, 2)  # type: ignore[attr-defined]
+            self.classifier = PixelClassifier.from_forest(
+                self.forest, features=self.selection, ndim=2,  # type: ignore[arg-type]
+                n_input_channels=max(1, self.forest.n_features // per_channel),  # type: ignore[attr-defined]
+                class_names=self.class_names, rounding=self.rounding)
 
     @classmethod
     def from_project(
@@ -90,7 +111,9 @@ class SteinbockClassifier:
         threads: int | None = None,
         rounding: str = "exact",
     ) -> SteinbockClassifier:
-        """Use the project's stored forest, or train one on the labels of its crops.
+        """Use the project's stored forest, or train one on the labels of its crops
+        (:func:`pyquint.ilastik.classifier_from_project`; every default feature with σ ≥ 1
+        when the project selects none, as steinbock's documentation recommends).
 
         Raises
         ------
@@ -98,38 +121,22 @@ class SteinbockClassifier:
             The project has neither a usable stored forest nor labels, labels lie outside
             their crops, or the crops cannot be found.
         """
-        from ..features import FeatureSelection, compute_features
-        from ..forest import DEFAULT_TRAINER, train_forest
-        from ..ilastik.project import read_project
-
         project = read_project(project_file)
         if project.kind != "pixel":
             raise InputError(f"{project_file}: a {project.workflow} project, not Pixel Classification")
-        names = list(project.label_names)
-        selection = project.feature_selection()
-        if project.has_forest and not retrain and selection is not None:
-            forest = project.forest()
-            return cls(selection, forest, names or [f"Label {i}" for i in forest.classes],
-                       "stored forest", rounding)
-        if not project.has_labels:
+        if not uses_stored_forest(project, retrain) and not project.has_labels:
             raise InputError(
                 f"{project_file}: the project has no labels: open it in ilastik, label nuclei, "
                 "cytoplasm and background on the crops and save it (or write LabelSets), then run again"
             )
-        if selection is None:
-            selection = FeatureSelection.steinbock()
-        xs, ys = [], []
-        for image, axes, labels in project.training_data():
-            feats = compute_features(image, selection, axes=axes, rounding=rounding, n_threads=threads)
-            mask = labels[..., 0] > 0
-            xs.append(feats[mask])
-            ys.append(labels[..., 0][mask].astype(np.int64))
-        X, y = np.concatenate(xs), np.concatenate(ys)
-        n_classes = max(len(names), int(y.max()))
-        names = names + [f"Label {i}" for i in range(len(names) + 1, n_classes + 1)]
-        forest = train_forest(X, y, n_trees=n_trees, seed=seed, n_jobs=threads,
-                              backend=DEFAULT_TRAINER)
-        return cls(selection, forest, names, f"retrained on {len(y)} labelled pixels", rounding)
+        clf = classifier_from_project(
+            project, retrain=retrain, default_selection=FeatureSelection.steinbock(),
+            rounding=rounding, n_trees=n_trees, seed=seed, n_jobs=threads)
+        if clf.training_info_.get("source") == STORED_FOREST:
+            source = "stored forest"
+        else:
+            source = f"retrained on {clf.training_info_['n_samples']} labelled pixels"
+        return cls(clf.selection_, clf.forest_, list(clf.class_names_), source, rounding, clf)
 
     @property
     def n_classes(self) -> int:
@@ -137,30 +144,26 @@ class SteinbockClassifier:
 
     def predict_proba(self, image_cyx: np.ndarray, *, threads: int | None = None) -> np.ndarray:
         """Class probabilities (Y, X, classes) float32 of a CYX Ilastik image, tile by tile."""
-        from ..features import compute_features, feature_halo
-
         image = np.moveaxis(np.asarray(image_cyx, dtype=np.float32), 0, -1)
-        height = image.shape[0]
-        expected = self.selection.n_channels(image.shape[-1], 2)
-        if expected != self.forest.n_features:
+        return self.predict_sources(image, ["Probabilities"], threads=threads)["Probabilities"]
+
+    def predict_sources(self, image: np.ndarray, sources: Sequence[str], *,
+                        threads: int | None = None) -> dict[str, np.ndarray]:
+        """Export sources of a YXC image (what :func:`pyquint.pixel_batch.predict_files`
+        asks of a classifier), after checking its channels against the project's crops."""
+        expected = self.selection.n_channels(image.shape[-1], 2)  # type: ignore[attr-defined]
+        if expected != self.forest.n_features:  # type: ignore[attr-defined]
             raise InputError(
-                f"the classifier needs {self.forest.n_features} features but this image's "
+                f"the classifier needs {self.forest.n_features} features but this image's "  # type: ignore[attr-defined]
                 f"{image.shape[-1]} channels give {expected}: the Ilastik images and the project's "
                 "crops were prepared with different channels"
             )
-        halo = feature_halo(self.selection)
-        out = np.empty(image.shape[:2] + (self.n_classes,), dtype=np.float32)
-        for y0 in range(0, height, _TILE):
-            y1 = min(height, y0 + _TILE)
-            lo, hi = max(0, y0 - halo), min(height, y1 + halo)
-            feats = compute_features(image[lo:hi], self.selection, axes="yxc",
-                                     rounding=self.rounding, n_threads=threads)
-            feats = feats[y0 - lo : y1 - lo]
-            proba = self.forest.predict_proba(
-                feats.reshape(-1, feats.shape[-1]), n_classes=self.n_classes, n_jobs=threads
-            )
-            out[y0:y1] = proba.reshape(y1 - y0, image.shape[1], self.n_classes)
-        return out
+        clf = copy.copy(self.classifier)  # per-call threads and rounding, shared forest
+        clf.n_jobs = threads if threads is not None else clf.n_jobs
+        clf.rounding = self.rounding
+        if sources == ["Probabilities"]:
+            return {"Probabilities": clf.predict_proba(image, tile_size=_TILE)}
+        return clf.predict_sources(image, sources)
 
 
 @dataclass
@@ -223,32 +226,32 @@ def run(
         raise InputError(f"{img_dir}: no Ilastik images (*.h5); run `pyquint steinbock prepare` first")
     if threads is not None and threads < 1:
         raise InputError(f"--threads must be at least 1, not {threads}")
-    out_dir = Path(out_dir)
-    outputs = [out_dir / f"{f.stem}.tiff" for f in img_files]
-    seen: dict[Path, Path] = {}
-    for f, out in zip(img_files, outputs):
-        if out in seen:
-            raise InputError(f"{f} and {seen[out]} would both be written to {out}")
-        seen[out] = f
     result = RunResult()
-    todo = [(f, o) for f, o in zip(img_files, outputs) if overwrite or not o.exists()]
-    result.skipped = [o for f, o in zip(img_files, outputs) if not (overwrite or not o.exists())]
-    if not todo:
-        return result
-    classifier = SteinbockClassifier.from_project(
-        project_file, retrain=retrain, n_trees=n_trees, seed=seed, threads=threads, rounding=rounding
-    )
-    result.classifier_source = classifier.source
-    result.class_names = classifier.class_names
-    logger.info("%s: %s", project_file, classifier.source)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for img_file, out in progress(todo, "ilastik run", len(todo)):
-        image = read_ilastik_h5(img_file, "img")
-        try:
-            proba = classifier.predict_proba(image, threads=threads)
-        except InputError as exc:
-            raise InputError(f"{img_file}: {exc}") from None
-        write_probabilities(out, probabilities_to_uint16(proba))
-        result.written.append(out)
+
+    def classifier() -> SteinbockClassifier:  # built only when some output is to be computed
+        built = SteinbockClassifier.from_project(
+            project_file, retrain=retrain, n_trees=n_trees, seed=seed, threads=threads,
+            rounding=rounding)
+        result.classifier_source, result.class_names = built.source, built.class_names
+        logger.info("%s: %s", project_file, built.source)
+        return built
+
+    spec = ExportSpec(sources=("Probabilities",), format="tiff",
+                      filename_format="{dataset_dir}/{nickname}", output_dir=out_dir,
+                      overwrite=overwrite)
+    done = predict_files(classifier, img_files, spec, read=_read_yxc, write=_write_uint16,
+                         desc="ilastik run", lock_idle=False)
+    result.written, result.skipped = done.written, done.skipped
+    for out in done.written:
         logger.info("%s", out)
     return result
+
+
+def _read_yxc(path: Path) -> tuple[np.ndarray, str]:
+    """An Ilastik image (``/img``, CYX) as float32 YXC."""
+    return np.moveaxis(np.asarray(read_ilastik_h5(path, "img"), dtype=np.float32), 0, -1), "yxc"
+
+
+def _write_uint16(raw: Path, source: str, proba: np.ndarray, axes: str, original_axes: str,
+                  out: Path) -> Path:
+    return write_probabilities(out, probabilities_to_uint16(proba))

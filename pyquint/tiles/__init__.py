@@ -6,6 +6,7 @@
 See ``docs/performance.md`` for memory and speed figures.
 """
 
+from ._batch import frame_name, predict_tiled_files
 from ._png import PNG_SIGNATURE, PNGStreamWriter, png_chunks
 from ._predict import TILE_SOURCES, Tile, TilePredictor, frame_count, predict_tiled, tile_grid
 from ._readers import ArrayImage, LazyImage, open_lazy
@@ -25,11 +26,13 @@ __all__ = [
     "TiffTileWriter",
     "TileWriter",
     "frame_count",
+    "frame_name",
     "make_test_image",
     "mosaic_tile",
     "open_lazy",
     "open_writer",
     "png_chunks",
     "predict_tiled",
+    "predict_tiled_files",
     "tile_grid",
 ]

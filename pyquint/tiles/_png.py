@@ -13,11 +13,14 @@ import os
 import struct
 import zlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
 from ..errors import InputError
+
+if TYPE_CHECKING:  # typing.Self is Python 3.11+
+    from typing import Self
 
 __all__ = ["PNG_SIGNATURE", "PNGStreamWriter", "png_chunks"]
 
@@ -31,7 +34,27 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-class PNGStreamWriter:
+class ClosingWriter:
+    """A writer as a context manager: finished by ``close()`` when its block ends normally,
+    dropped by ``abort()`` when an exception leaves it."""
+
+    def close(self) -> Any:  # pragma: no cover - every writer defines it
+        raise NotImplementedError
+
+    def abort(self) -> None:  # pragma: no cover - every writer defines it
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class PNGStreamWriter(ClosingWriter):
     """Write a PNG band by band.
 
     Parameters
@@ -168,15 +191,6 @@ class PNGStreamWriter:
         self._closed = True
         if self._owns:
             self._fh.close()
-
-    def __enter__(self) -> PNGStreamWriter:
-        return self
-
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def png_chunks(path: str | os.PathLike) -> list[tuple[bytes, bytes, bool]]:

@@ -21,7 +21,11 @@ import numpy as np
 
 from ..batch import guard_outputs, progress
 from ..errors import InputError
+from ..features import FeatureSelection, compute_features, feature_bands, feature_halo
 from ..io import split_h5_path
+from ..pixel_sources import forest_sources, needs_probabilities, sources_from_proba
+from ..tiling import windows
+from ..zarrio import is_zarr_path
 from ._readers import LazyImage, open_lazy
 from ._writers import TileWriter, open_writer
 
@@ -57,37 +61,23 @@ class Tile:
                 slice(self.x0 - self.wx0, self.x1 - self.wx0))
 
 
-def _sizes(tile: int | Sequence[int]) -> tuple[int, int]:
-    th, tw = (tile, tile) if np.isscalar(tile) else tuple(tile)  # type: ignore[misc]
-    if int(th) < 1 or int(tw) < 1:
-        raise InputError(f"tile size must be positive, not {tile!r}")
-    return int(th), int(tw)
-
-
 def tile_grid(shape: Sequence[int], tile: int | Sequence[int], halo: int) -> list[list[Tile]]:
     """Split an image of ``shape = (height, width, ...)`` into bands of tiles.
 
     Tiles start every ``tile`` pixels (the last ones in a row or column are smaller when the
-    size does not divide); each window adds ``halo`` pixels on every side, clipped at the image
-    border.
+    size does not divide; :func:`pyquint.tiling.windows` with ``"fixed"`` spacing); each
+    window adds ``halo`` pixels on every side, clipped at the image border.
 
     Returns
     -------
     list of bands, each a list of :class:`Tile` from left to right.
     """
-    h, w = int(shape[0]), int(shape[1])
-    th, tw = _sizes(tile)
-    if halo < 0:
-        raise InputError(f"halo must be ≥ 0, not {halo}")
-    bands = []
-    for y0 in range(0, h, th):
-        y1 = min(h, y0 + th)
-        bands.append([
-            Tile(y0, y1, x0, min(w, x0 + tw), max(0, y0 - halo), min(h, y1 + halo),
-                 max(0, x0 - halo), min(w, min(w, x0 + tw) + halo))
-            for x0 in range(0, w, tw)
-        ])
-    return bands
+    bands: dict[int, list[Tile]] = {}
+    for win in windows((int(shape[0]), int(shape[1])), tile, halo, "fixed"):
+        (ys, xs), (wys, wxs) = win.core, win.outer
+        bands.setdefault(ys.start, []).append(
+            Tile(ys.start, ys.stop, xs.start, xs.stop, wys.start, wys.stop, wxs.start, wxs.stop))
+    return list(bands.values())
 
 
 class TilePredictor:
@@ -105,8 +95,6 @@ class TilePredictor:
 
     def __init__(self, classifier: Any, sources: Sequence[str], *,
                  feature_threads: int | None = None, forest_threads: int | None = None) -> None:
-        from ..features import FeatureSelection
-
         if not hasattr(classifier, "forest_"):
             raise InputError("the classifier is not trained yet; call fit() or load() first")
         selection = getattr(classifier, "selection_", None)
@@ -142,8 +130,6 @@ class TilePredictor:
         return np.dtype(np.uint8 if source == "Simple Segmentation" else np.float32)
 
     def features(self, window: np.ndarray) -> np.ndarray:
-        from ..features import compute_features
-
         return compute_features(window, self.selection, axes="yxc", rounding=self.rounding,
                                 n_threads=self.feature_threads)
 
@@ -176,8 +162,6 @@ class TilePredictor:
 
     def __call__(self, reader: LazyImage, tile: Tile) -> dict[str, np.ndarray]:
         """Read ``tile``'s window from ``reader`` and return each source on the tile's core."""
-        from ..pixel import sources_from_proba
-
         window = reader.read(tile.wy0, tile.wy1, tile.wx0, tile.wx1)
         if window.shape[-1] != self.n_input_channels:
             raise InputError(f"{reader.path or 'image'} has {window.shape[-1]} channel(s) but the "
@@ -186,25 +170,18 @@ class TilePredictor:
             return self._banded(window, tile)
         feats = self.features(window)[tile.core_in_window]
         del window
-        out: dict[str, np.ndarray] = {}
+        out = forest_sources(self.sources, lambda: self.probabilities(feats),
+                             lambda: self.segmentation(feats))
         if "Features" in self.sources:
             out["Features"] = feats
-        if {"Probabilities", "Uncertainty"} & set(self.sources):
-            out.update(sources_from_proba(self.probabilities(feats), self.sources))
-        elif "Simple Segmentation" in self.sources:
-            out["Simple Segmentation"] = self.segmentation(feats)[..., np.newaxis]
         return out
-
 
     def _banded(self, window: np.ndarray, tile: Tile) -> dict[str, np.ndarray]:
         # Fast 2-D features band by band, each band through the forest while it is in cache
         # (as PixelClassifier does): the window's full feature stack never exists.
-        from ..features import feature_bands
-        from ..pixel import sources_from_proba
-
         rows, cols = tile.core_in_window
         shape = (rows.stop - rows.start, cols.stop - cols.start)
-        labels_only = not {"Probabilities", "Uncertainty"} & set(self.sources)
+        labels_only = not needs_probabilities(self.sources)
         if labels_only:
             out = np.empty(shape, np.uint8)
             forest = self.forest.predict
@@ -292,8 +269,6 @@ def frame_count(source: Any, axes: str | None = None, scale_level: int = 0) -> i
     if isinstance(source, LazyImage):
         return source.n_frames
     if not isinstance(source, np.ndarray):
-        from ..zarrio import is_zarr_path
-
         if not (is_zarr_path(source) or _format_suffix(source) in (".h5", ".hdf5", ".hdf", ".npy")):
             return 1
     reader = open_lazy(source, axes, scale_level=scale_level, frame=0)
@@ -375,8 +350,6 @@ def predict_tiled(
         Unknown export source, unsupported output format, a source a format cannot hold
         (Features as PNG), an image the classifier cannot take, or unreadable input.
     """
-    from ..features import feature_halo
-
     if not outputs:
         raise InputError("no outputs given: map at least one export source to a file")
     as_pairs = not isinstance(outputs, Mapping)

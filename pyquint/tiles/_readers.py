@@ -27,6 +27,7 @@ from ..io import (
     reorder_axes,
     split_h5_path,
 )
+from ..zarrio import is_zarr_path
 
 __all__ = ["LazyImage", "ArrayImage", "open_lazy"]
 
@@ -414,10 +415,8 @@ def open_lazy(source: str | os.PathLike | np.ndarray | LazyImage, axes: str | No
         return source
     if isinstance(source, np.ndarray):
         return ArrayImage(source, axes, frame=frame)
-    from ..zarrio import is_zarr_path
-
     if is_zarr_path(source):
-        from ._zarr import ZarrImage
+        from ._zarr import ZarrImage  # _zarr builds on this module
 
         return ZarrImage(source, axes, scale_level, frame=frame)
     file, _ = split_h5_path(source)

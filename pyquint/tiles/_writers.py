@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import InputError, PyquintError
 from ..io import H5_SUFFIXES, TIFF_SUFFIXES, atomic_output, axistags_json, split_h5_path
-from ._png import PNGStreamWriter
+from ._png import ClosingWriter, PNGStreamWriter
 
 __all__ = ["TileWriter", "H5TileWriter", "TiffTileWriter", "PNGTileWriter", "open_writer", "FORMATS"]
 
@@ -32,7 +32,7 @@ FORMATS = {"hdf5": ".h5", "tiff": ".tif", "png": ".png"}
 _TIFF_TILE = 512  # TIFF tile edge (a multiple of 16, as TIFF requires)
 
 
-class TileWriter:
+class TileWriter(ClosingWriter):
     """Base class: receives ``(y0, x0, block)`` tiles of an ``(H, W, C)`` image.
 
     Parameters
@@ -132,15 +132,6 @@ class TileWriter:
         self._cleanup()
         with contextlib.suppress(PyquintError):
             self._atomic.__exit__(PyquintError, PyquintError("aborted"), None)
-
-    def __enter__(self) -> TileWriter:
-        return self
-
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 class H5TileWriter(TileWriter):
