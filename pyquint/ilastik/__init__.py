@@ -9,6 +9,7 @@ minimal projects, and run ilastik-style headless batch prediction without ilasti
 
 from ._labels import LabelBlock
 from .headless import ProjectPredictor, default_rounding, predict_project
+from ._selection import load_feature_selection, read_feature_selection, selection_from_ilp
 from .project import IlastikProject, Lane, open_readonly, read_project
 from .vigra_forest import decode_tree, read_forests, read_project_forest
 from .writer import copy_labels, write_project
@@ -21,10 +22,13 @@ __all__ = [
     "copy_labels",
     "decode_tree",
     "default_rounding",
+    "load_feature_selection",
     "open_readonly",
     "predict_project",
+    "read_feature_selection",
     "read_forests",
     "read_project",
     "read_project_forest",
+    "selection_from_ilp",
     "write_project",
 ]

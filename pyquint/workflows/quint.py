@@ -26,7 +26,6 @@ Sections whose PNG already exists are not recomputed (resume) unless ``run.overw
 
 from __future__ import annotations
 
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,8 +36,7 @@ import numpy as np
 from ..batch import guard_outputs, progress
 from ..errors import InputError
 from ..export import export_array
-from ..features import FeatureSelection
-from ..ilastik import ProjectPredictor, read_project
+from ..ilastik import ProjectPredictor, load_feature_selection, read_project
 from ..io import read_image, to_canonical, write_image
 from ..lut import load_lut, write_lut, write_palette_png, write_rgb_png
 from ..objects import ObjectClassifier, threshold_objects
@@ -126,14 +124,9 @@ def _pixel_model(config: QuintConfig, sections: list[Path], out_dir: Path):
         image = load_section(section, config)
         images.append(image)
         labels.append(load_labels(label_path, image.shape[:2], config))
-    if p.features in ("all", "steinbock"):
-        selection = getattr(FeatureSelection, p.features)()
-    else:
-        path = config.resolve(p.features)
-        try:
-            selection = FeatureSelection.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, ValueError) as exc:
-            raise InputError(f"pixel.features: {path} is not a readable selection JSON ({exc})") from exc
+    named = p.features.strip().lower() in ("all", "steinbock") or p.features.lstrip().startswith("{")
+    selection = load_feature_selection(p.features if named else config.resolve(p.features),
+                                       option="pixel.features")
     clf = PixelClassifier(features=selection, n_trees=p.trees, seed=p.seed, class_names=p.class_names)
     clf.fit(images, labels)  # records the images' value range for warnings on unlike input
     model_path = out_dir / "pixel_model.h5"
