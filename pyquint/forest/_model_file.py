@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError, ModelFileError
+from ..features import FeatureSelection
 from ..io import atomic_output, memory_budget
 from ._flat import MAX_CLASSES, MAX_NODES, NODE_ARRAYS, FlatForest
 
@@ -197,8 +198,6 @@ def check_metadata(metadata: Mapping[str, Any], where: str) -> None:
                              f"{metadata['rounding']!r}")
     features = metadata.get("features")
     if isinstance(features, Mapping) and "scales" in features:
-        from ..features import FeatureSelection
-
         try:
             FeatureSelection.from_dict(features)
         except InputError as exc:
