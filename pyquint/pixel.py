@@ -624,9 +624,10 @@ class PixelClassifier:
             "pyquint_version": __version__,
         }
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the trained classifier to a model file (HDF5, no pickle), atomically."""
-        return save_model(path, "pixel", self.forest_, self.metadata())
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write the trained classifier to a model file (HDF5, no pickle), atomically; an
+        existing file is an :class:`InputError` unless ``overwrite``."""
+        return save_model(path, "pixel", self.forest_, self.metadata(), overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PixelClassifier:

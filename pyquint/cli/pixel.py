@@ -229,7 +229,7 @@ def train(images: tuple[Path, ...], labels: tuple[Path, ...], images_dir: Path |
                                  f"its image {img_path} of shape {imgs[-1].shape[:-1]}")
             labs.append(lab)
         clf.fit(imgs, labs)  # records the images' value range for warnings on unlike input
-        clf.save(output)
+        clf.save(output, overwrite=overwrite)
     except PyquintError as exc:
         raise _fail(exc) from None
     info = clf.training_info_

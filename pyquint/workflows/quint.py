@@ -130,7 +130,7 @@ def _pixel_model(config: QuintConfig, sections: list[Path], out_dir: Path):
     clf = PixelClassifier(features=selection, n_trees=p.trees, seed=p.seed, class_names=p.class_names)
     clf.fit(images, labels)  # records the images' value range for warnings on unlike input
     model_path = out_dir / "pixel_model.h5"
-    clf.save(model_path)
+    clf.save(model_path, overwrite=True)  # the run's own model, retrained by every run
     return clf, list(clf.class_names_), model_path
 
 
@@ -154,7 +154,7 @@ def _object_model(config: QuintConfig, sections: list[Path], pixel_clf, out_dir:
     clf = ObjectClassifier(n_trees=o.trees, seed=o.seed)
     clf.fit(raws, objects, labels)
     path = out_dir / "object_model.h5"
-    clf.save(path)
+    clf.save(path, overwrite=True)
     return clf, path
 
 
