@@ -26,6 +26,9 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from .io import write_image
+from .sample_sections import make_dab_section, make_fluorescence_section
+
 __all__ = ["Section", "make_section", "write_sample_dataset", "write_rgb_sample_dataset", "SAMPLE_CLASS_NAMES"]
 
 #: Class names of the pixel labels (label value i+1 <-> name i).
@@ -205,8 +208,6 @@ def write_sample_dataset(folder: str | Path, n_sections: int = 3, seed: int = 0,
 
     Returns the folder.
     """
-    from .io import write_image
-
     folder = Path(folder)
     for i in range(n_sections):
         section = make_section(seed + i, shape)
@@ -226,9 +227,6 @@ def write_rgb_sample_dataset(folder: str | Path, kind: str = "dab", n_sections: 
     and names as :func:`write_sample_dataset`; sections are RGB PNGs, truth is 0 = background,
     1 = labelled cell, 2 = artefact (edge staining, vessels, fold, bubbles, dust).
     """
-    from .io import write_image
-    from .sample_sections import make_dab_section, make_fluorescence_section
-
     makers = {"dab": make_dab_section, "fluorescence": make_fluorescence_section}
     if kind not in makers:
         raise ValueError(f"kind {kind!r}: use 'dab' or 'fluorescence'")

@@ -8,8 +8,8 @@ minimal projects, and run ilastik-style headless batch prediction without ilasti
 """
 
 from ._labels import LabelBlock
-from .headless import ProjectPredictor, default_rounding, predict_project
 from ._selection import load_feature_selection, read_feature_selection, selection_from_ilp
+from .headless import ProjectPredictor, default_rounding, predict_project
 from .project import IlastikProject, Lane, open_readonly, read_project
 from .vigra_forest import decode_tree, read_forests, read_project_forest
 from .writer import copy_labels, write_project
