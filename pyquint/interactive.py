@@ -229,7 +229,7 @@ class InteractiveSession:
         """The image's features, (y, x, F) float32, computed on first use and then kept."""
         if self._cache is None:
             self._cache = compute_features(self.image, self.features, axes="yxc",
-                                           rounding="fast", n_threads=self.n_jobs)
+                                           rounding="fast", n_jobs=self.n_jobs)
         return self._cache
 
     def _n_classes(self) -> int:

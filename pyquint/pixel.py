@@ -298,7 +298,7 @@ class PixelClassifier:
 
     def _features(self, image: np.ndarray, axes: str) -> np.ndarray:
         return compute_features(image, self._selection(), axes=axes, rounding=self.rounding,
-                                n_threads=self.n_jobs)
+                                n_jobs=self.n_jobs)
 
     def _banded(self, ndim: int) -> bool:
         # 2-D fast features are produced band by band and fed to the forest while in cache
@@ -344,7 +344,7 @@ class PixelClassifier:
                 consume(core, feats[inner])
                 continue
             bands = feature_bands(image[outer], self._selection(), axes=axes,
-                                  n_threads=self._threads())
+                                  n_jobs=self._threads())
             oy = outer[-2].start
 
             def band(y0: int, y1: int, feats: np.ndarray, core: Any = core, inner: Any = inner,

@@ -120,7 +120,7 @@ class SteinbockClassifier:
             selection = FeatureSelection.steinbock()
         xs, ys = [], []
         for image, axes, labels in project.training_data():
-            feats = compute_features(image, selection, axes=axes, rounding=rounding, n_threads=threads)
+            feats = compute_features(image, selection, axes=axes, rounding=rounding, n_jobs=threads)
             mask = labels[..., 0] > 0
             xs.append(feats[mask])
             ys.append(labels[..., 0][mask].astype(np.int64))
@@ -154,7 +154,7 @@ class SteinbockClassifier:
             y1 = min(height, y0 + _TILE)
             lo, hi = max(0, y0 - halo), min(height, y1 + halo)
             feats = compute_features(image[lo:hi], self.selection, axes="yxc",
-                                     rounding=self.rounding, n_threads=threads)
+                                     rounding=self.rounding, n_jobs=threads)
             feats = feats[y0 - lo : y1 - lo]
             proba = self.forest.predict_proba(
                 feats.reshape(-1, feats.shape[-1]), n_classes=self.n_classes, n_jobs=threads
