@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from .errors import InputError
 
-__all__ = ["pair_by_name", "stem_names"]
+__all__ = ["check_distinct_outputs", "pair_by_name", "stem_names"]
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -90,3 +90,13 @@ def pair_by_name(
                 break
         pairs.append(match)
     return pairs
+
+
+def check_distinct_outputs(inputs: Sequence[object], outputs: Sequence[object]) -> None:
+    """Raise an :class:`InputError` naming both inputs when two of them would be written to
+    one output (e.g. ``a/x.png`` and ``b/x.tif`` both to ``out/x.png``)."""
+    seen: dict[object, object] = {}
+    for src, dst in zip(inputs, outputs):
+        if dst in seen:
+            raise InputError(f"{seen[dst]} and {src} would both be written to {dst}")
+        seen[dst] = src

@@ -17,6 +17,7 @@ import numpy as np
 from ..batch import collect_inputs, guard_outputs, progress
 from ..errors import InputError
 from ..io import split_h5_path
+from ..naming import check_distinct_outputs
 from .apply import read_labels, write_palette_png, write_rgb_png
 from .formats import Lut, write_lut
 from .library import load_lut
@@ -73,11 +74,7 @@ def output_names(inputs: Sequence[Path], out_dir: str | os.PathLike, *, nutil_na
     out = Path(out_dir)
     stems = [split_h5_path(p)[0].stem for p in inputs]
     outputs = [out / (nutil_name(s) if nutil_names else s + ".png") for s in stems]
-    seen: dict[Path, Path] = {}
-    for src, dst in zip(inputs, outputs):
-        if dst in seen:
-            raise InputError(f"{seen[dst]} and {src} would both be written to {dst}")
-        seen[dst] = src
+    check_distinct_outputs(inputs, outputs)
     return outputs
 
 
