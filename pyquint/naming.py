@@ -2,6 +2,7 @@
 
 Every command that takes two sets of files (images + labels, raw + probabilities, sections +
 alignments) pairs them with :func:`pair_by_name`; only the names each side answers to differ.
+Outputs are named after ilastik's :func:`nickname` of their input.
 """
 
 from __future__ import annotations
@@ -12,11 +13,29 @@ from pathlib import Path
 from typing import TypeVar
 
 from .errors import InputError
+from .io import split_h5_path
+from .zarrio import is_zarr_path, split_zarr_path
 
-__all__ = ["check_distinct_outputs", "pair_by_name", "stem_names"]
+__all__ = ["check_distinct_outputs", "nickname", "pair_by_name", "stem_names"]
 
 T = TypeVar("T")
 U = TypeVar("U")
+
+
+def nickname(raw_path: str | os.PathLike) -> str:
+    """ilastik's nickname of an input: the file's stem, plus ``-inner-path`` for HDF5 datasets
+    and zarr arrays (outputs are named ``{nickname}_{source}``).
+
+    >>> nickname("data/img.h5/volume/data")
+    'img-volume-data'
+    >>> nickname("sections/brain_s001.png")
+    'brain_s001'
+    """
+    file, inner = split_zarr_path(raw_path) if is_zarr_path(raw_path) else split_h5_path(raw_path)
+    name = Path(file).stem
+    if inner:
+        name += "-" + inner.strip("/").replace("/", "-")
+    return name
 
 
 def stem_names(path: str | os.PathLike) -> list[str]:

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import click
 
-from ..batch import collect_inputs, guard_outputs, progress
-from ..export import nickname
-from ..features import EXPORT_ROUNDING, ROUNDINGS, compute_features, feature_names
+from ..features import EXPORT_ROUNDING, ROUNDINGS, feature_names
+from ..features.batch import compute_files
 from ..ilastik import load_feature_selection
-from ..io import atomic_output, read_image, to_canonical, write_image
+from ..io import atomic_output
 
 
 def load_selection(spec: str):
@@ -68,24 +67,10 @@ def compute(images: tuple[str, ...], out_dir: Path, selection: str, axes: str | 
     `feature_names` attribute with ilastik's channel names. Existing outputs are skipped
     unless --overwrite, so an interrupted batch resumes.
     """
-    sel = load_selection(selection)
-    inputs = collect_inputs(images)
-    outputs = [out_dir / f"{nickname(p)}_Features.h5" for p in inputs]
-    guard_outputs(inputs, outputs)
-    done = skipped = 0
-    for src, dst in progress(list(zip(inputs, outputs)), desc="features"):
-        if dst.exists() and not overwrite:
-            skipped += 1
-            continue
-        data, data_axes = read_image(src, axes)
-        data, canon = to_canonical(data, data_axes)
-        feats = compute_features(data, sel, axes=canon, rounding=rounding, n_jobs=threads)
-        nd = len(canon.replace("c", "").replace("t", ""))
-        names = feature_names(sel, data.shape[-1], nd) if nd in (2, 3) else []
-        write_image(f"{dst}/exported_data", feats, canon, attrs={"feature_names": names},
-                    compression=None if compression == "none" else compression)
-        done += 1
-    click.echo(f"{done} written, {skipped} skipped (already there; --overwrite recomputes) in {out_dir}")
+    result = compute_files(images, out_dir, load_selection(selection), axes=axes, rounding=rounding,
+                           n_jobs=threads, compression=None if compression == "none" else compression,
+                           overwrite=overwrite)
+    click.echo(f"{len(result.written)} written, {result.skipped} skipped (already there; --overwrite recomputes) in {out_dir}")
 
 
 @cli.command("names")

@@ -20,9 +20,8 @@ import numpy as np
 
 from ..batch import collect_inputs, guard_outputs, progress
 from ..errors import InputError, PyquintError
-from ..export import nickname
 from ..io import read_image, to_canonical
-from ..naming import pair_by_name
+from ..naming import nickname, pair_by_name
 from .classifier import (
     ObjectClassifier,
     ObjectLabelWarning,

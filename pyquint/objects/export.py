@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..export import nickname  # re-exported: ilastik's nickname, one definition
 from ..io import atomic_output, write_image
+from ..naming import nickname  # re-exported: ilastik's nickname, one definition
 from .features import column_names
 
 __all__ = [
