@@ -31,8 +31,11 @@ LAYERS: list[tuple[str, ...]] = [
     ("pyquint.cli", "pyquint.__main__"),
 ]
 
-# Heavy or optional dependencies that may be imported inside functions (laziness is the point).
-LAZY_OK: tuple[str, ...] = ("pyquint.imagej", "pyquint.distributed", "pyquint.workflows.pynutil_step")
+# Imports that stay inside a function on purpose: (importer, imported module, why).
+LAZY_OK: frozenset[tuple[str, str]] = frozenset({
+    # `lut apply --engine imagej` reports a missing ImageJ bridge as one line, never at import
+    ("pyquint.cli.lut", "pyquint.imagej"),
+})
 
 # Files of other work in progress (the prediction-path half of issue 13; the interactive
 # loop), not cleaned up in this branch yet: the lead removes them at merge.
@@ -176,7 +179,7 @@ def test_no_import_circles():
 def test_own_module_imports_at_the_top():
     local = [f"{m}:{line} imports {t} inside a function" for m, edges in GRAPH.items()
              if not _exempt(m) for t, line, top in edges
-             if not top and not any(t == k or t.startswith(k + ".") for k in LAZY_OK)]
+             if not top and (m, t) not in LAZY_OK]
     assert not local, "\n".join(local)
 
 

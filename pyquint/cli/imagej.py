@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ..batch import collect_inputs
+from ..imagej import apply_lut_imagej_batch, imagej_info, prepare_home, run_macro, start_jvm
 
 
 @click.group("imagej")
@@ -29,8 +30,6 @@ def info_cmd(imagej: str | None, as_json: bool) -> None:
 
     Exits with status 1 (after the report) when ImageJ or Java is missing.
     """
-    from ..imagej import imagej_info
-
     info = imagej_info(imagej)
     if as_json:
         click.echo(json.dumps(info, indent=2))
@@ -80,8 +79,6 @@ def run_macro_cmd(macro: Path, args: tuple[str, ...], timeout: float, imagej: st
     \b
       pyquint imagej run-macro imagej_macros/ij1/glasbey_batch.ijm inDir=seg outDir=nutil
     """
-    from ..imagej import prepare_home, run_macro
-
     packed: object = list(args)
     if args and all("=" in a for a in args):
         packed = dict(a.split("=", 1) for a in args)
@@ -105,8 +102,6 @@ def apply_lut_cmd(lut: str, inputs: tuple[str, ...], output_dir: Path, imagej: s
     LUT is a LUT file (any format ImageJ reads) or a pyquint LUT name (glasbey, ...).
     INPUTS are label images or folders of them (values 0..255).
     """
-    from ..imagej import apply_lut_imagej_batch, start_jvm
-
     files = collect_inputs(inputs, (".png", ".tif", ".tiff", ".npy", ".h5"))
     outputs = [output_dir / (Path(f).stem + ".png") for f in files]
     start_jvm(imagej)
@@ -124,6 +119,4 @@ def prepare_home_cmd(home: Path | None, fiji_luts: Path | None) -> None:
 
     Use it with plain ij.jar: java -Dplugins.dir=HOME -jar ij.jar -batch macro.ijm "args".
     """
-    from ..imagej import prepare_home
-
     click.echo(str(prepare_home(home, fiji_luts=fiji_luts)))

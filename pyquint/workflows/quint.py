@@ -37,6 +37,7 @@ from ..batch import guard_outputs, progress
 from ..errors import InputError
 from ..export import export_array
 from ..ilastik import ProjectPredictor, load_feature_selection, read_project
+from ..imagej import apply_lut_imagej
 from ..io import read_image, to_canonical, write_image
 from ..lut import load_lut, write_lut, write_palette_png, write_rgb_png
 from ..objects import ObjectClassifier, threshold_objects
@@ -45,6 +46,7 @@ from ..objects.export import write_table
 from ..pixel import PixelClassifier, simple_segmentation
 from . import qc
 from .config import QuintConfig
+from .pynutil_step import check_pynutil_inputs, region_counts
 from .report import _write_csv, write_run_outputs
 from .sections import (
     SEGMENTATION_DIR,
@@ -276,8 +278,6 @@ def _coloured_indices(segmentation: np.ndarray, classes: list[int] | None) -> np
 
 def _write_png(indices: np.ndarray, lut, out: Path, config: QuintConfig, lut_file: Path | None) -> None:
     if config.run.engine == "imagej":
-        from ..imagej import apply_lut_imagej
-
         if config.lut.rgb:
             raise InputError("run.engine = 'imagej' writes palette PNGs as ImageJ does; set lut.rgb = false")
         apply_lut_imagej(indices, lut_file, out)
@@ -328,8 +328,6 @@ def run_quint(config: QuintConfig, *, truth: str | os.PathLike | None = None, tr
         raise InputError(f"sections have different channel counts: {channel_counts}")
 
     _precheck_object_labels(config, sections)  # before the long pixel work
-    from .pynutil_step import check_pynutil_inputs
-
     check_pynutil_inputs(config.pynutil, config.resolve)
     pixel_clf, class_names, pixel_model_path = _pixel_model(config, sections, out_dir)
     n_classes = len(class_names)
@@ -396,8 +394,6 @@ def run_quint(config: QuintConfig, *, truth: str | os.PathLike | None = None, tr
 
 def _pynutil_counts(result: QuintResult, config: QuintConfig, lut, coloured: list[int]) -> None:
     """PyNutil's per-region counts of the object colour, into ``pynutil/region_counts.csv``."""
-    from .pynutil_step import region_counts
-
     cls = config.objects.channel if config.objects.enabled and config.objects.channel in coloured else coloured[-1]
     r, g, b = (int(v) for v in lut.table[cls])
     rows = region_counts(result.output_folder / SEGMENTATION_DIR, config.pynutil, config.resolve, (b, g, r))
