@@ -26,6 +26,9 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from .io import write_image
+from .sample_sections import make_dab_section, make_fluorescence_section
+
 __all__ = ["Section", "make_section", "write_sample_dataset", "write_rgb_sample_dataset", "SAMPLE_CLASS_NAMES"]
 
 #: Class names of the pixel labels (label value i+1 <-> name i).
@@ -205,16 +208,17 @@ def write_sample_dataset(folder: str | Path, n_sections: int = 3, seed: int = 0,
 
     Returns the folder.
     """
-    from .io import write_image
+    return _write_dataset(folder, [make_section(seed + i, shape) for i in range(n_sections)], prefix, "yx")
 
+
+def _write_dataset(folder: str | Path, sections: list, prefix: str, image_axes: str) -> Path:
+    """``folder/{sections,labels,object_labels,truth}/<prefix>_sNNN.png`` of each section."""
     folder = Path(folder)
-    for i in range(n_sections):
-        section = make_section(seed + i, shape)
+    for i, section in enumerate(sections):
         name = f"{prefix}_s{i + 1:03d}.png"
-        write_image(folder / "sections" / name, section.image, "yx")
-        write_image(folder / "labels" / name, section.labels, "yx")
-        write_image(folder / "object_labels" / name, section.object_labels, "yx")
-        write_image(folder / "truth" / name, section.truth, "yx")
+        write_image(folder / "sections" / name, section.image, image_axes)
+        for kind in ("labels", "object_labels", "truth"):
+            write_image(folder / kind / name, getattr(section, kind), "yx")
     return folder
 
 
@@ -226,18 +230,7 @@ def write_rgb_sample_dataset(folder: str | Path, kind: str = "dab", n_sections: 
     and names as :func:`write_sample_dataset`; sections are RGB PNGs, truth is 0 = background,
     1 = labelled cell, 2 = artefact (edge staining, vessels, fold, bubbles, dust).
     """
-    from .io import write_image
-    from .sample_sections import make_dab_section, make_fluorescence_section
-
     makers = {"dab": make_dab_section, "fluorescence": make_fluorescence_section}
     if kind not in makers:
         raise ValueError(f"kind {kind!r}: use 'dab' or 'fluorescence'")
-    folder = Path(folder)
-    for i in range(n_sections):
-        section = makers[kind](seed + i, shape)
-        name = f"{prefix}_s{i + 1:03d}.png"
-        write_image(folder / "sections" / name, section.image, "yxc")
-        write_image(folder / "labels" / name, section.labels, "yx")
-        write_image(folder / "object_labels" / name, section.object_labels, "yx")
-        write_image(folder / "truth" / name, section.truth, "yx")
-    return folder
+    return _write_dataset(folder, [makers[kind](seed + i, shape) for i in range(n_sections)], prefix, "yxc")

@@ -229,7 +229,7 @@ class InteractiveSession:
         """The image's features, (y, x, F) float32, computed on first use and then kept."""
         if self._cache is None:
             self._cache = compute_features(self.image, self.features, axes="yxc",
-                                           rounding="fast", n_threads=self.n_jobs)
+                                           rounding="fast", n_jobs=self.n_jobs)
         return self._cache
 
     def _n_classes(self) -> int:
@@ -419,7 +419,7 @@ def run_step(
     work.mkdir(parents=True, exist_ok=True)
     files = {
         "labels": write_image(saved, labels, "yx"),
-        "model": clf.save(work / "model.h5"),
+        "model": clf.save(work / "model.h5", overwrite=True),  # the loop rewrites it each step
         "probability": _write_u8(work / "probability.png", proba[..., k]),
         "segmentation": write_palette_png(work / "segmentation.png", preview.segmentation, glasbey_lut("glasbey")),
         "uncertainty": _write_u8(work / "uncertainty.png", preview.uncertainty),

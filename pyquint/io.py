@@ -11,7 +11,6 @@ omitted when the file holds exactly one).
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import re
@@ -28,7 +27,9 @@ from ._outputs import (  # re-exported: io is where callers find atomic writes
     remove_stale_temps,
     temp_prefix,
 )
+from .axes import _check_axes, axistags_json, guess_axes, parse_axistags, reorder_axes, to_canonical
 from .errors import InputError
+from .zarrio import is_zarr_path, open_zarr, read_zarr
 
 __all__ = [
     "H5_SUFFIXES",
@@ -42,6 +43,7 @@ __all__ = [
     "lock_folder",
     "memory_budget",
     "parse_axistags",
+    "png_image",
     "release_folder_locks",
     "remove_stale_temps",
     "read_image",
@@ -51,6 +53,7 @@ __all__ = [
     "to_canonical",
     "reorder_axes",
     "write_image",
+    "write_png",
 ]
 
 H5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".ilp")
@@ -61,80 +64,6 @@ SUPPORTED_DTYPES = (
     np.bool_, np.uint8, np.uint16, np.uint32, np.int8, np.int16, np.int32, np.int64,
     np.uint64, np.float32, np.float64,
 )
-_VIGRA_FLAGS = {"c": 1, "x": 2, "y": 2, "z": 2, "t": 8}
-
-
-# --------------------------------------------------------------------------- axes
-def _check_axes(axes: str, ndim: int | None = None) -> str:
-    axes = axes.lower()
-    if not axes or any(a not in "tzyxc" for a in axes) or len(set(axes)) != len(axes):
-        raise InputError(f"invalid axes {axes!r}: use distinct letters from 'tzyxc', e.g. 'yxc'")
-    if "y" not in axes or "x" not in axes:
-        raise InputError(f"axes {axes!r} must contain both 'y' and 'x'")
-    if ndim is not None and len(axes) != ndim:
-        raise InputError(f"axes {axes!r} have {len(axes)} letters but the data has {ndim} dimensions")
-    return axes
-
-
-def guess_axes(shape: tuple[int, ...]) -> str:
-    """Guess axes from the number of dimensions, as ilastik does for HDF5 without axistags."""
-    ndim = len(shape)
-    if ndim == 2:
-        return "yx"
-    if ndim == 3:
-        return "yxc" if shape[-1] <= 4 else "zyx"
-    if ndim == 4:
-        return "zyxc"
-    if ndim == 5:
-        return "tzyxc"
-    raise InputError(f"cannot guess the axes of a {ndim}-D array of shape {shape}; give --axes")
-
-
-def axistags_json(axes: str) -> str:
-    """The vigra ``axistags`` attribute ilastik writes for ``axes``."""
-    return json.dumps(
-        {
-            "axes": [
-                {"key": a, "typeFlags": _VIGRA_FLAGS[a], "resolution": 0, "description": ""}
-                for a in axes
-            ]
-        }
-    )
-
-
-def parse_axistags(text: str | bytes) -> str:
-    """Axes letters from a vigra ``axistags`` JSON attribute."""
-    if isinstance(text, bytes):
-        text = text.decode()
-    try:
-        return "".join(a["key"] for a in json.loads(text)["axes"]).lower()
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"unreadable axistags attribute: {text[:80]!r}") from exc
-
-
-def reorder_axes(data: np.ndarray, axes: str, target: str) -> np.ndarray:
-    """Transpose ``data`` from ``axes`` to ``target``; missing axes are added as singletons
-    and singleton axes absent from ``target`` are dropped."""
-    axes, target = axes.lower(), target.lower()
-    for a in axes:
-        if a not in target:
-            if data.shape[axes.index(a)] != 1:
-                raise InputError(f"cannot drop non-singleton axis {a!r} of {axes!r} for {target!r}")
-            data = data.take(0, axis=axes.index(a))
-            axes = axes.replace(a, "")
-    for a in target:
-        if a not in axes:
-            data = data[..., np.newaxis]
-            axes += a
-    return np.transpose(data, [axes.index(a) for a in target])
-
-
-def to_canonical(data: np.ndarray, axes: str) -> tuple[np.ndarray, str]:
-    """Reorder to ilastik's Pixel Classification order: ``yxc``, ``zyxc`` (``t`` first if >1)."""
-    axes = _check_axes(axes, data.ndim)
-    target = "".join(a for a in "tzyx" if a in axes and (data.shape[axes.index(a)] > 1 or a in "yx"))
-    target += "c"
-    return reorder_axes(data, axes, target), target
 
 
 # --------------------------------------------------------------------------- reading
@@ -374,8 +303,6 @@ def read_image(path: str | os.PathLike, axes: str | None = None) -> tuple[np.nda
     axes : str
         One letter per dimension of ``data`` over ``tzyxc``.
     """
-    from .zarrio import is_zarr_path, read_zarr
-
     if is_zarr_path(path):  # an OME-Zarr / zarr store is a folder
         return read_zarr(path, axes)
     file, inner = split_h5_path(path)
@@ -417,7 +344,6 @@ def stored_axes(path: str | os.PathLike) -> str | None:
     TIFF the axes of tifffile's first series; ``.npy`` files never record axes. Only the
     metadata is read.
     """
-    from .zarrio import is_zarr_path, open_zarr
 
     if is_zarr_path(path):
         try:
@@ -499,30 +425,64 @@ def write_image(
     return file
 
 
-def _write_png(tmp: Path, data: np.ndarray, axes: str, palette: np.ndarray | None) -> None:
+def png_image(data: np.ndarray, *, palette: np.ndarray | None = None) -> Any:
+    """The Pillow image that :func:`write_png` saves (exported so that every PNG pyquint
+    writes goes through one conversion).
+
+    Parameters
+    ----------
+    data : ndarray of uint8 or uint16, shape (Y, X) or (Y, X, C) with C in 1..4
+        Grey, grey + alpha, RGB or RGBA; uint16 only for grey.
+    palette : array of uint8, shape (256, 3), optional
+        Write an indexed (colour type 3) PNG of a 2-D uint8 image with this palette.
+
+    Raises
+    ------
+    InputError
+        Shapes or dtypes a PNG cannot hold.
+    """
     from PIL import Image
 
-    if axes == "yxc":
+    if data.ndim == 3:
         if data.shape[-1] == 1:
-            data, axes = data[..., 0], "yx"
+            data = data[..., 0]
         elif data.shape[-1] > 4:
             raise InputError(f"PNG holds at most 4 channels, not {data.shape[-1]}")
-    elif axes != "yx":
-        raise InputError(f"PNG holds 2-D images (yx or yxc), not {axes!r}")
+    elif data.ndim != 2:
+        raise InputError(f"PNG holds 2-D images (yx or yxc), not {data.ndim}-D arrays")
     if data.dtype not in (np.uint8, np.uint16):
         raise InputError(f"PNG holds uint8 or uint16 pixels, not {data.dtype}; convert first")
     data = np.ascontiguousarray(data)
+    size = (data.shape[1], data.shape[0])
     if palette is not None:
         if data.dtype != np.uint8 or data.ndim != 2:
             raise InputError("an indexed (palette) PNG needs a 2-D uint8 image")
-        im = Image.frombytes("P", (data.shape[1], data.shape[0]), data.tobytes())
+        im = Image.frombytes("P", size, data.tobytes())
         im.putpalette(np.asarray(palette, dtype=np.uint8).reshape(-1).tolist())
-    elif data.dtype == np.uint16:
+        return im
+    if data.dtype == np.uint16:
         if data.ndim != 2:
             raise InputError("16-bit PNG output is supported for single-channel images only")
-        im = Image.frombytes("I;16", (data.shape[1], data.shape[0]), data.astype("<u2").tobytes())
-    elif data.ndim == 3 and data.shape[-1] == 2:
-        im = Image.frombytes("LA", (data.shape[1], data.shape[0]), data.tobytes())
-    else:
-        im = Image.fromarray(data)
-    im.save(tmp, format="PNG")
+        return Image.frombytes("I;16", size, data.astype("<u2").tobytes())
+    if data.ndim == 3 and data.shape[-1] == 2:
+        return Image.frombytes("LA", size, data.tobytes())
+    return Image.fromarray(data)
+
+
+def write_png(path: str | os.PathLike | Any, data: np.ndarray, *,
+              palette: np.ndarray | None = None) -> Any:
+    """Write ``data`` as a PNG (see :func:`png_image`): to a path atomically (returned), or
+    into a binary file object such as :class:`io.BytesIO` (returned as given)."""
+    im = png_image(np.asarray(data), palette=palette)
+    if hasattr(path, "write"):
+        im.save(path, format="PNG")
+        return path
+    with atomic_output(path) as tmp:
+        im.save(tmp, format="PNG")
+    return Path(path)
+
+
+def _write_png(tmp: Path, data: np.ndarray, axes: str, palette: np.ndarray | None) -> None:
+    if axes not in ("yx", "yxc"):
+        raise InputError(f"PNG holds 2-D images (yx or yxc), not {axes!r}")
+    png_image(data, palette=palette).save(tmp, format="PNG")

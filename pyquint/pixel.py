@@ -158,7 +158,7 @@ class PixelClassifier:
 
     def _features(self, image: np.ndarray, axes: str) -> np.ndarray:
         return compute_features(image, self._selection(), axes=axes, rounding=self.rounding,
-                                n_threads=self.n_jobs)
+                                n_jobs=self.n_jobs)
 
     def _banded(self, ndim: int) -> bool:
         # 2-D fast features are produced band by band and fed to the forest while in cache
@@ -204,7 +204,7 @@ class PixelClassifier:
                 consume(core, feats[inner])
                 continue
             bands = feature_bands(image[outer], self._selection(), axes=axes,
-                                  n_threads=self._threads())
+                                  n_jobs=self._threads())
             oy = outer[-2].start
 
             def band(y0: int, y1: int, feats: np.ndarray, core: Any = core, inner: Any = inner,
@@ -475,9 +475,10 @@ class PixelClassifier:
             "pyquint_version": __version__,
         }
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the trained classifier to a model file (HDF5, no pickle), atomically."""
-        return save_model(path, "pixel", self.forest_, self.metadata())
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write the trained classifier to a model file (HDF5, no pickle), atomically; an
+        existing file is an :class:`InputError` unless ``overwrite``."""
+        return save_model(path, "pixel", self.forest_, self.metadata(), overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PixelClassifier:

@@ -373,5 +373,5 @@ def train_files(
                              f"its image {img_path} of shape {imgs[-1].shape[:-1]}")
         labs.append(lab)
     classifier.fit(imgs, labs)  # records the images' value range for warnings on unlike input
-    classifier.save(output)
+    classifier.save(output, overwrite=overwrite)
     return classifier

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .axes import guess_axes, reorder_axes
 from .errors import InputError
 
 __all__ = [
@@ -159,7 +160,6 @@ def open_zarr(
         if dims and len(dims) == array.ndim:
             axes = _axes_letters(dims, array.ndim, path)
     if axes is None:
-        from .io import guess_axes
 
         axes = guess_axes(tuple(array.shape))
     axes = axes.lower()
@@ -270,7 +270,6 @@ def write_ome_zarr(
     -------
     Path
     """
-    from .io import reorder_axes
 
     zarr = _zarr()
     store, _ = split_zarr_path(path)

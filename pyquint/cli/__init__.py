@@ -12,7 +12,8 @@ import os
 
 import click
 
-from .. import __version__
+from .. import __version__, _outputs
+from ._errors import guarded, install_signal_handlers
 
 # command name -> (module, short help). Keep the help here so ``--help`` needs no imports.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -58,9 +59,6 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         # Every failure of every command is reported in one place (pyquint/cli/_errors.py).
-        from .. import _outputs
-        from ._errors import guarded, install_signal_handlers
-
         restore = install_signal_handlers()
         _outputs.LOCK_OUTPUT_FOLDERS = True
         try:

@@ -13,12 +13,14 @@ import errno
 import os
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 import click
 
+from .. import batch
 from ..errors import Interrupted, PyquintError
 
 __all__ = ["debug_enabled", "describe", "guarded", "install_signal_handlers"]
@@ -87,8 +89,6 @@ def describe(exc: BaseException, current: object = None) -> str:
 
 
 def _on_signal(signum: int, frame: Any) -> None:
-    from .. import batch
-
     batch.note_interrupt(signum)
     raise Interrupted(signum)
 
@@ -97,8 +97,6 @@ def install_signal_handlers() -> Callable[[], None]:
     """Make Ctrl-C and SIGTERM raise :class:`Interrupted` in the main thread, even when the
     shell started pyquint with SIGINT ignored (a background job). Returns a function that
     puts the previous handlers back (for in-process callers such as tests)."""
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     saved = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -121,8 +119,6 @@ def install_signal_handlers() -> Callable[[], None]:
 
 
 def _interrupt_message(signum: int) -> str:
-    from .. import batch
-
     what = "Ctrl-C" if signum == signal.SIGINT else f"signal {signal.Signals(signum).name}"
     state = batch.outer_progress()
     done = (f"; {state.desc}: {state.done} of {state.total if state.total is not None else '?'} "
@@ -133,8 +129,6 @@ def _interrupt_message(signum: int) -> str:
 
 def guarded(invoke: Callable[[], Any]) -> Any:
     """Run ``invoke`` and turn every expected failure into a click error with one line."""
-    from .. import batch
-
     try:
         result = invoke()
     except (click.exceptions.Exit, click.Abort, click.ClickException):

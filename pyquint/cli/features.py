@@ -7,39 +7,15 @@ from pathlib import Path
 
 import click
 
-from ..errors import PyquintError
+from ..features import EXPORT_ROUNDING, ROUNDINGS, feature_names
+from ..features.batch import compute_files
+from ..ilastik import load_feature_selection
+from ..io import atomic_output
 
 
 def load_selection(spec: str):
     """``all``, ``steinbock``, a JSON file (``FeatureSelection.to_dict``) or an ilastik ``.ilp``."""
-    from ..errors import InputError
-    from ..features import FeatureSelection
-
-    if spec == "all":
-        return FeatureSelection.all()
-    if spec == "steinbock":
-        return FeatureSelection.steinbock()
-    path = Path(spec)
-    if not path.is_file():
-        raise InputError(f"--selection {spec!r}: use 'all', 'steinbock', a .json file or an .ilp project")
-    if path.suffix.lower() == ".ilp":
-        import h5py
-
-        try:
-            with h5py.File(path, "r") as f:
-                if "FeatureSelections" not in f:
-                    raise InputError(f"{path}: no FeatureSelections group (not a Pixel Classification project?)")
-                return FeatureSelection.from_ilp(f["FeatureSelections"])
-        except OSError as exc:
-            raise InputError(f"{path}: not a readable ilastik project ({exc})") from exc
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not a readable JSON feature selection ({exc})") from exc
-    try:
-        return FeatureSelection.from_dict(data)
-    except InputError as exc:
-        raise InputError(f"{path}: {exc}") from None
+    return load_feature_selection(spec, option="--selection")
 
 
 def _selection_json(d: dict) -> str:
@@ -75,7 +51,7 @@ def cli() -> None:
 @click.option("-s", "--selection", default="all", show_default=True, help=_SELECTION_HELP)
 @click.option("--axes", default=None,
               help="Axes of the input files when they cannot be read from the file, e.g. 'cyx' or 'zyx'.")
-@click.option("--rounding", type=click.Choice(["exact", "muladd", "fast"]), default="exact", show_default=True,
+@click.option("--rounding", type=click.Choice(ROUNDINGS), default=EXPORT_ROUNDING, show_default=True,
               help="exact: bit-identical to ilastik ≥ 1.4 (fastfilters with FMA); muladd: ilastik < 1.4 "
                    "builds; fast: OpenCV, several times faster, a few float32 ulps away.")
 @click.option("--threads", type=int, default=None, help="Threads (default: up to 4).")
@@ -91,32 +67,10 @@ def compute(images: tuple[str, ...], out_dir: Path, selection: str, axes: str | 
     `feature_names` attribute with ilastik's channel names. Existing outputs are skipped
     unless --overwrite, so an interrupted batch resumes.
     """
-    from ..batch import collect_inputs, guard_outputs, progress
-    from ..export import nickname
-    from ..features import compute_features, feature_names
-    from ..io import read_image, to_canonical, write_image
-
-    try:
-        sel = load_selection(selection)
-        inputs = collect_inputs(images)
-        outputs = [out_dir / f"{nickname(p)}_Features.h5" for p in inputs]
-        guard_outputs(inputs, outputs)
-        done = skipped = 0
-        for src, dst in progress(list(zip(inputs, outputs)), desc="features"):
-            if dst.exists() and not overwrite:
-                skipped += 1
-                continue
-            data, data_axes = read_image(src, axes)
-            data, canon = to_canonical(data, data_axes)
-            feats = compute_features(data, sel, axes=canon, rounding=rounding, n_threads=threads)
-            nd = len(canon.replace("c", "").replace("t", ""))
-            names = feature_names(sel, data.shape[-1], nd) if nd in (2, 3) else []
-            write_image(f"{dst}/exported_data", feats, canon, attrs={"feature_names": names},
-                        compression=None if compression == "none" else compression)
-            done += 1
-    except PyquintError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"{done} written, {skipped} skipped (already there; --overwrite recomputes) in {out_dir}")
+    result = compute_files(images, out_dir, load_selection(selection), axes=axes, rounding=rounding,
+                           n_jobs=threads, compression=None if compression == "none" else compression,
+                           overwrite=overwrite)
+    click.echo(f"{len(result.written)} written, {result.skipped} skipped (already there; --overwrite recomputes) in {out_dir}")
 
 
 @cli.command("names")
@@ -127,14 +81,9 @@ def compute(images: tuple[str, ...], out_dir: Path, selection: str, axes: str | 
               help="Spatial dimensions of the input.")
 def names(selection: str, channels: int, ndim: str) -> None:
     """Print the output channel names, one a line, in ilastik's order."""
-    from ..features import feature_names
-
-    try:
-        sel = load_selection(selection)
-        for i, name in enumerate(feature_names(sel, channels, int(ndim))):
-            click.echo(f"{i}\t{name}")
-    except PyquintError as exc:
-        raise click.ClickException(str(exc)) from None
+    sel = load_selection(selection)
+    for i, name in enumerate(feature_names(sel, channels, int(ndim))):
+        click.echo(f"{i}\t{name}")
 
 
 @cli.command("selection")
@@ -142,12 +91,7 @@ def names(selection: str, channels: int, ndim: str) -> None:
 @click.option("-s", "--selection", default="all", show_default=True, help=_SELECTION_HELP)
 def selection_cmd(output: Path, selection: str) -> None:
     """Write a feature selection as an editable JSON file (feature_ids × scales matrix)."""
-    from ..io import atomic_output
-
-    try:
-        sel = load_selection(selection)
-    except PyquintError as exc:
-        raise click.ClickException(str(exc)) from None
+    sel = load_selection(selection)
     with atomic_output(output) as tmp:
         tmp.write_text(_selection_json(sel.to_dict()), encoding="utf-8")
     click.echo(f"wrote {output}")

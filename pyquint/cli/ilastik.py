@@ -8,7 +8,9 @@ from typing import Any
 
 import click
 
-from ..errors import PyquintError
+from ..ilastik import read_project
+from ..ilastik.headless import predict_project
+from ..ilastik.objects import predict_object_project
 
 SOURCES_HELP = "Probabilities, Simple Segmentation, Uncertainty, Features or Labels"
 
@@ -20,10 +22,6 @@ def cli() -> None:
     Projects are only ever opened read-only, so this works on read-only files and while
     ilastik has the project open.
     """
-
-
-def _fail(exc: PyquintError) -> click.ClickException:
-    return click.ClickException(str(exc))
 
 
 @cli.command("predict", context_settings={"help_option_names": ["-h", "--help"]})
@@ -93,8 +91,6 @@ def predict_cmd(args: tuple[str, ...], project_opt: str | None, raw_data: tuple[
       pyquint ilastik predict oc.ilp --raw_data cells.png \\
           --prediction_maps "cells_Probabilities.h5" --export_source "Object Predictions"
     """
-    from ..ilastik.headless import predict_project
-
     options.pop("readonly")
     options.pop("headless")
     items = list(args)
@@ -105,31 +101,22 @@ def predict_cmd(args: tuple[str, ...], project_opt: str | None, raw_data: tuple[
     if not images:
         raise click.UsageError("no images given after the project")
     threads = options.pop("threads")
-    try:
-        from ..ilastik import read_project
 
-        if read_project(Path(project)).kind == "object":
-            from ..ilastik.objects import predict_object_project
-
-            fmt = (options["output_format"] or "h5").replace("compressed ", "").replace("hdf5", "h5")
-            written = predict_object_project(
-                project, images, list(prediction_maps),
-                export_source=options["export_source"] or ("Object Predictions",),
-                output_format=fmt, table=table, retrain=options["retrain"], seed=options["seed"],
-                overwrite=options["overwrite"])
-            for path in written:
-                click.echo(str(path))
-            return
-    except PyquintError as exc:
-        raise _fail(exc) from None
+    if read_project(Path(project)).kind == "object":
+        fmt = (options["output_format"] or "h5").replace("compressed ", "").replace("hdf5", "h5")
+        written = predict_object_project(
+            project, images, list(prediction_maps),
+            export_source=options["export_source"] or ("Object Predictions",),
+            output_format=fmt, table=table, retrain=options["retrain"], seed=options["seed"],
+            overwrite=options["overwrite"])
+        for path in written:
+            click.echo(str(path))
+        return
     if prediction_maps or table:
         raise click.UsageError("--prediction_maps and --table apply to Object Classification projects")
     sources = options.pop("export_source") or ("Probabilities",)
-    try:
-        written = predict_project(project, images, export_source=sources, n_jobs=threads,
-                                  **options)
-    except PyquintError as exc:
-        raise _fail(exc) from None
+    written = predict_project(project, images, export_source=sources, n_jobs=threads,
+                              **options)
     for path in written:
         click.echo(str(path))
 
@@ -186,12 +173,7 @@ def info_names(info: dict[str, Any]) -> list[str]:
 def info_cmd(project: str, as_json: bool) -> None:
     """Print what an ilastik project holds: version, workflow, labels (names, colours, pixel
     counts), lanes and missing files, feature selection, stored forests, export settings."""
-    from ..ilastik import read_project
-
-    try:
-        info = _describe(read_project(Path(project)))
-    except PyquintError as exc:
-        raise _fail(exc) from None
+    info = _describe(read_project(Path(project)))
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
         return

@@ -7,11 +7,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import PyquintError
-
-
-def _fail(exc: Exception) -> click.ClickException:
-    return click.ClickException(str(exc))
+from ..batch import collect_inputs
+from ..imagej import apply_lut_imagej_batch, imagej_info, prepare_home, run_macro, start_jvm
 
 
 @click.group("imagej")
@@ -33,8 +30,6 @@ def info_cmd(imagej: str | None, as_json: bool) -> None:
 
     Exits with status 1 (after the report) when ImageJ or Java is missing.
     """
-    from ..imagej import imagej_info
-
     info = imagej_info(imagej)
     if as_json:
         click.echo(json.dumps(info, indent=2))
@@ -84,18 +79,13 @@ def run_macro_cmd(macro: Path, args: tuple[str, ...], timeout: float, imagej: st
     \b
       pyquint imagej run-macro imagej_macros/ij1/glasbey_batch.ijm inDir=seg outDir=nutil
     """
-    from ..imagej import prepare_home, run_macro
-
     packed: object = list(args)
     if args and all("=" in a for a in args):
         packed = dict(a.split("=", 1) for a in args)
-    try:
-        if home is not None or fiji_luts is not None:
-            home = prepare_home(home, fiji_luts=fiji_luts)
-        result = run_macro(macro, packed, timeout=timeout, imagej=imagej, home=home,
-                           engine=engine, memory=memory)
-    except PyquintError as exc:
-        raise _fail(exc) from exc
+    if home is not None or fiji_luts is not None:
+        home = prepare_home(home, fiji_luts=fiji_luts)
+    result = run_macro(macro, packed, timeout=timeout, imagej=imagej, home=home,
+                       engine=engine, memory=memory)
     click.echo(result.output, nl=False)
 
 
@@ -112,16 +102,10 @@ def apply_lut_cmd(lut: str, inputs: tuple[str, ...], output_dir: Path, imagej: s
     LUT is a LUT file (any format ImageJ reads) or a pyquint LUT name (glasbey, ...).
     INPUTS are label images or folders of them (values 0..255).
     """
-    from ..batch import collect_inputs
-    from ..imagej import apply_lut_imagej_batch, start_jvm
-
-    try:
-        files = collect_inputs(inputs, (".png", ".tif", ".tiff", ".npy", ".h5"))
-        outputs = [output_dir / (Path(f).stem + ".png") for f in files]
-        start_jvm(imagej)
-        written = apply_lut_imagej_batch(files, outputs, lut, overwrite=overwrite)
-    except PyquintError as exc:
-        raise _fail(exc) from exc
+    files = collect_inputs(inputs, (".png", ".tif", ".tiff", ".npy", ".h5"))
+    outputs = [output_dir / (Path(f).stem + ".png") for f in files]
+    start_jvm(imagej)
+    written = apply_lut_imagej_batch(files, outputs, lut, overwrite=overwrite)
     click.echo(f"{len(written)} written, {len(files) - len(written)} skipped (exist) in {output_dir}")
 
 
@@ -135,9 +119,4 @@ def prepare_home_cmd(home: Path | None, fiji_luts: Path | None) -> None:
 
     Use it with plain ij.jar: java -Dplugins.dir=HOME -jar ij.jar -batch macro.ijm "args".
     """
-    from ..imagej import prepare_home
-
-    try:
-        click.echo(str(prepare_home(home, fiji_luts=fiji_luts)))
-    except PyquintError as exc:
-        raise _fail(exc) from exc
+    click.echo(str(prepare_home(home, fiji_luts=fiji_luts)))

@@ -2,57 +2,29 @@
 
 from __future__ import annotations
 
-import functools
 import json
-import tempfile
-import warnings
 from pathlib import Path
 
 import click
 import numpy as np
 
-from ..errors import PyquintError
-
-_SUFFIXES = (".png", ".tif", ".tiff", ".h5", ".hdf5", ".npy", ".bmp", ".gif")
-
-
-def _friendly(func):
-    """Turn pyquint's errors into clean click errors (no traceback)."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except PyquintError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-    return wrapper
-
-
-def _parse_set(values: tuple[str, ...]) -> dict[int, tuple[int, int, int]]:
-    colours: dict[int, tuple[int, int, int]] = {}
-    for text in values:
-        try:
-            index_text, rgb_text = text.split("=", 1)
-            index = int(index_text)
-            rgb = tuple(int(v) for v in rgb_text.replace(" ", "").split(","))
-        except ValueError:
-            raise click.BadParameter(f"{text!r}: use INDEX=R,G,B, e.g. 2=255,0,0", param_hint="--set") from None
-        if len(rgb) != 3 or not 0 <= index <= 255 or any(not 0 <= v <= 255 for v in rgb):
-            raise click.BadParameter(
-                f"{text!r}: index 0..255 and three components 0..255, e.g. 2=255,0,0", param_hint="--set"
-            )
-        colours[index] = rgb  # type: ignore[assignment]
-    return colours
-
-
-def _get_lut(name: str, fiji: str | None, sets: tuple[str, ...]):
-    from ..lut import load_lut
-
-    lut = load_lut(name, fiji)
-    colours = _parse_set(sets)
-    return lut.with_colors(colours) if colours else lut
-
+from ..batch import same_file
+from ..errors import InputError
+from ..io import write_png
+from ..lut import (
+    GLASBEY_VARIANTS,
+    apply_files,
+    check_nutil_names,
+    colour_table,
+    glasbey_lut,
+    legend_image,
+    lut_ramp,
+    lut_with_overrides,
+    nutil_name,
+    write_colour_table,
+    write_lut,
+    write_palette_png,
+)
 
 _lut_option = click.option(
     "--lut", "lut_name", default="glasbey", show_default=True,
@@ -98,7 +70,6 @@ def cli() -> None:
 @click.option("--classes", default=None, metavar="C1,C2,...",
               help="Colour only these label values; all others become index 0 (the LUT's first "
                    "colour), e.g. --classes 1 for the cells of an Object Predictions image.")
-@_friendly
 def apply_cmd(images, lut_name, fiji, sets, rgb, out_dir, overwrite, engine, check_names, nutil_names,
               classes) -> None:
     """Colour label images (files or folders) with a LUT and write PNGs to --out.
@@ -108,70 +79,19 @@ def apply_cmd(images, lut_name, fiji, sets, rgb, out_dir, overwrite, engine, che
     input; existing outputs are skipped unless --overwrite. Output names Nutil would refuse
     get a warning before any work (--nutil-names fixes them, --check-names stops).
     """
-    from ..batch import collect_inputs, guard_outputs, progress
-    from ..io import split_h5_path
-    from ..lut import (
-        check_nutil_names,
-        nutil_name,
-        read_labels,
-        write_lut,
-        write_palette_png,
-        write_rgb_png,
-    )
-
-    keep = _parse_classes(classes)
-    inputs = collect_inputs(images, _SUFFIXES)
-    out = Path(out_dir)
-    stems = [split_h5_path(p)[0].stem for p in inputs]
-    outputs = [out / (nutil_name(s) if nutil_names else s + ".png") for s in stems]
-    if len(set(outputs)) < len(outputs):
-        seen: dict[Path, Path] = {}
-        for src, dst in zip(inputs, outputs):
-            if dst in seen:
-                raise click.ClickException(f"{seen[dst]} and {src} would both be written to {dst}")
-            seen[dst] = src
-    guard_outputs(inputs, outputs)
-    problems = check_nutil_names(outputs, require_png=True)
-    if problems and check_names:
-        raise click.ClickException("output names Nutil cannot use:\n  " + "\n  ".join(problems))
-    for problem in problems:
-        click.echo(f"warning: {problem}", err=True)
-    if problems and not nutil_names:
+    if engine == "imagej" and rgb:
+        raise click.UsageError("--rgb is not available with --engine imagej (ImageJ writes palette PNGs)")
+    lut = lut_with_overrides(lut_name, fiji, sets)
+    result = apply_files(images, out_dir, lut, rgb=rgb, classes=_parse_classes(classes),
+                         nutil_names=nutil_names, check_names=check_names, overwrite=overwrite,
+                         imagej_apply=_imagej_backend() if engine == "imagej" else None,
+                         report=lambda problem: click.echo(f"warning: {problem}", err=True))
+    if result.name_problems and not nutil_names:
         click.echo("warning: Nutil will refuse these names; rerun with --nutil-names to write e.g. "
-                   f"{nutil_name(outputs[0].name)}", err=True)
-    lut = _get_lut(lut_name, fiji, sets)
-    todo = [(i, o) for i, o in zip(inputs, outputs) if overwrite or not o.exists()]
-    skipped = len(inputs) - len(todo)
-    imagej_apply = None
-    tmpdir = None
-    if engine == "imagej":
-        if rgb:
-            raise click.UsageError("--rgb is not available with --engine imagej (ImageJ writes palette PNGs)")
-        imagej_apply = _imagej_backend()
-        tmpdir = tempfile.TemporaryDirectory(prefix="pyquint-lut-")
-        lut_path = write_lut(lut, Path(tmpdir.name) / f"{lut.name}.lut")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            for src, dst in progress(todo, desc="lut apply", total=len(todo)):
-                if imagej_apply is not None and keep is None:
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    imagej_apply(src, lut_path, dst)
-                    continue
-                labels = read_labels(src)
-                if keep is not None:
-                    labels = np.where(np.isin(labels, keep), labels, 0).astype(labels.dtype)
-                if imagej_apply is not None:
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    imagej_apply(labels, lut_path, dst)
-                    continue
-                (write_rgb_png if rgb else write_palette_png)(dst, labels, lut)
-        for w in {str(w.message) for w in caught}:
-            click.echo(f"warning: {w}", err=True)
-    finally:
-        if tmpdir is not None:
-            tmpdir.cleanup()
-    click.echo(f"{len(todo)} written, {skipped} skipped (already there) -> {out}", err=True)
+                   f"{nutil_name(result.outputs[0].name)}", err=True)
+    for line in result.warnings:
+        click.echo(f"warning: {line}", err=True)
+    click.echo(f"{len(result.written)} written, {result.skipped} skipped (already there) -> {out_dir}", err=True)
 
 
 def _parse_classes(text: str | None) -> list[int] | None:
@@ -191,10 +111,10 @@ def _imagej_backend():
     try:
         from .. import imagej  # noqa: PLC0415 - optional, heavy (Java)
     except ImportError as exc:
-        raise click.ClickException(f"--engine imagej needs pyquint.imagej, which cannot be imported ({exc})") from exc
+        raise InputError(f"--engine imagej needs pyquint.imagej, which cannot be imported ({exc})") from exc
     func = getattr(imagej, "apply_lut_imagej", None)
     if func is None:
-        raise click.ClickException("--engine imagej: pyquint.imagej has no apply_lut_imagej in this build")
+        raise InputError("--engine imagej: pyquint.imagej has no apply_lut_imagej in this build")
     return func
 
 
@@ -205,12 +125,9 @@ def _imagej_backend():
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="PNG to write: the LUT as ImageJ's 256 x 32 ramp (palette PNG).")
 @click.option("--height", default=32, show_default=True, type=click.IntRange(1, 4096))
-@_friendly
 def show_cmd(name, fiji, sets, out_path, height) -> None:
     """Render a LUT as a picture, like ImageJ opening a LUT with no image open."""
-    from ..lut import lut_ramp, write_palette_png
-
-    lut = _get_lut(name, fiji, sets)
+    lut = lut_with_overrides(name, fiji, sets)
     write_palette_png(out_path, lut_ramp(256, height), lut)
     click.echo(f"{lut.name} -> {out_path}", err=True)
 
@@ -223,20 +140,16 @@ def show_cmd(name, fiji, sets, out_path, height) -> None:
 @_fiji_option
 @_set_option
 @click.option("--overwrite", is_flag=True, help="Replace DEST if it exists.")
-@_friendly
 def convert_cmd(source, dest, fmt, fiji, sets, overwrite) -> None:
     """Read a LUT (any ImageJ format, or a name) and write it as binary or text.
 
     With --set this makes a custom LUT, e.g. `pyquint lut convert glasbey mine.lut --set 2=255,0,0`.
     """
-    from ..batch import same_file
-    from ..lut import write_lut
-
     if Path(source).exists() and same_file(source, dest):
-        raise click.ClickException(f"{dest}: would overwrite the input; choose another name")
+        raise InputError(f"{dest}: would overwrite the input; choose another name")
     if Path(dest).exists() and not overwrite:
-        raise click.ClickException(f"{dest}: exists; add --overwrite to replace it")
-    lut = _get_lut(source, fiji, sets)
+        raise InputError(f"{dest}: exists; add --overwrite to replace it")
+    lut = lut_with_overrides(source, fiji, sets)
     write_lut(lut, dest, fmt)
     click.echo(f"{lut.name} -> {dest} ({fmt})", err=True)
 
@@ -248,15 +161,12 @@ def convert_cmd(source, dest, fmt, fiji, sets, overwrite) -> None:
               type=click.Choice(["glasbey", "glasbey_on_dark", "glasbey_inverted"]),
               help="Only these variants (default: all three).")
 @click.option("--format", "fmt", type=click.Choice(["binary", "text"]), default="binary", show_default=True)
-@_friendly
 def make_glasbey_cmd(out_dir, variants, fmt) -> None:
     """Regenerate pyquint's Glasbey LUTs with its own generator (about 20 s).
 
     glasbey: white first, CIELAB (D50); glasbey_on_dark: black first, CAM02-UCS;
     glasbey_inverted: glasbey inverted and quantised as ImageJ's 8-bit Color does.
     """
-    from ..lut import GLASBEY_VARIANTS, glasbey_lut, write_lut
-
     for variant in variants or GLASBEY_VARIANTS:
         path = write_lut(glasbey_lut(variant, cached=False), Path(out_dir) / f"{variant}.lut", fmt)
         click.echo(f"{variant} -> {path}", err=True)
@@ -272,12 +182,8 @@ def make_glasbey_cmd(out_dir, variants, fmt) -> None:
               help="Write the table as .csv or .json (default: print JSON).")
 @click.option("--legend", type=click.Path(dir_okay=False), default=None,
               help="Also write a legend PNG (swatch, name, R,G,B per class).")
-@_friendly
 def nutil_table_cmd(lut_name, fiji, sets, classes, out_path, legend) -> None:
     """The RGB colour of each class for Nutil, and PyNutil's pixel_id (B,G,R order)."""
-    from ..io import atomic_output
-    from ..lut import colour_table, legend_image, write_colour_table
-
     names: dict[int, str] = {}
     for text in classes:
         key, _, name = text.partition("=")
@@ -285,16 +191,14 @@ def nutil_table_cmd(lut_name, fiji, sets, classes, out_path, legend) -> None:
             names[int(key)] = name or f"class {key}"
         except ValueError:
             raise click.BadParameter(f"{text!r}: use ID=NAME, e.g. 2=cells", param_hint="--class") from None
-    lut = _get_lut(lut_name, fiji, sets)
+    lut = lut_with_overrides(lut_name, fiji, sets)
     rows = colour_table(lut, list(names), names)
     if out_path:
         write_colour_table(out_path, rows)
     else:
         click.echo(json.dumps(rows, indent=2))
     if legend:
-        image = legend_image(names, lut, list(names))
-        with atomic_output(legend) as tmp:
-            image.save(tmp, format="PNG")
+        write_png(legend, np.asarray(legend_image(names, lut, list(names)).convert("RGB")))
 
 
 @cli.command("check-names")
@@ -308,8 +212,6 @@ def check_names_cmd(paths, any_type) -> None:
 
     Prints every problem and exits with status 1 if there is any.
     """
-    from ..lut import check_nutil_names
-
     names: list[Path] = []
     for p in map(Path, paths):
         names.extend(sorted(p.iterdir()) if p.is_dir() else [p])

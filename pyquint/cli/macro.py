@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from ..errors import PyquintError
 from ..macros import FLAVOURS, MACROS, generate_macro, macro_filename, regenerate_macros
 
 
@@ -42,26 +41,23 @@ def list_cmd() -> None:
               help="Write nothing; exit with status 1 if any file in --out is missing or outdated.")
 def regenerate_cmd(out_dir: Path, check: bool) -> None:
     """Write every macro in both flavours into a folder (the repository's imagej_macros/)."""
-    try:
-        if check:
-            stale = [
-                macro_filename(name, flavour)
-                for name in MACROS for flavour in FLAVOURS
-                if not (out_dir / macro_filename(name, flavour)).is_file()
-                or (out_dir / macro_filename(name, flavour)).read_text(encoding="utf-8")
-                != generate_macro(name, flavour)
-            ]
-            if stale:
-                raise click.ClickException(
-                    f"outdated or missing in {out_dir}: {', '.join(stale)} "
-                    f"(run `pyquint macro regenerate --out {out_dir}`)"
-                )
-            click.echo(f"{out_dir}: all {len(MACROS) * len(FLAVOURS)} macros are current")
-            return
-        for path in regenerate_macros(out_dir):
-            click.echo(str(path))
-    except PyquintError as exc:
-        raise click.ClickException(str(exc)) from exc
+    if check:
+        stale = [
+            macro_filename(name, flavour)
+            for name in MACROS for flavour in FLAVOURS
+            if not (out_dir / macro_filename(name, flavour)).is_file()
+            or (out_dir / macro_filename(name, flavour)).read_text(encoding="utf-8")
+            != generate_macro(name, flavour)
+        ]
+        if stale:
+            raise click.ClickException(
+                f"outdated or missing in {out_dir}: {', '.join(stale)} "
+                f"(run `pyquint macro regenerate --out {out_dir}`)"
+            )
+        click.echo(f"{out_dir}: all {len(MACROS) * len(FLAVOURS)} macros are current")
+        return
+    for path in regenerate_macros(out_dir):
+        click.echo(str(path))
 
 
 def _option_name(name: str) -> str:
@@ -73,10 +69,7 @@ def _make_command(spec) -> click.Command:
         params = {key: value for key, value in kwargs.items() if value is not None}
         if any(p.name == "python" for p in spec.params) and "python" not in params:
             params["python"] = sys.executable  # the Python running this pyquint
-        try:
-            text = generate_macro(spec.name, flavour, **params)
-        except PyquintError as exc:
-            raise click.ClickException(str(exc)) from exc
+        text = generate_macro(spec.name, flavour, **params)
         if output is None:
             click.echo(text, nl=False)
         else:

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 
-from ..batch import collect_inputs, guard_outputs, progress
-from ..errors import PyquintError
-from ..io import read_image, to_canonical
+from ..errors import InputError
+from ..objects.batch import (
+    THRESHOLD_DEFAULTS,
+    BatchResult,
+    predict_files,
+    threshold_files,
+    train_from_files,
+)
+from ..objects.features import DEFAULT_FEATURES, FEATURES
 
-_PROBA_SUFFIXES = ("_Probabilities", "_Object Identities", "_Simple Segmentation")
-# "channel"/"core_channel" are 0-based here and in model files (as ilastik stores them); the
-# command line counts classes from 1, as label values and `quint run --object-channel` do.
-THRESHOLD_DEFAULTS = {"channel": None, "method": "simple", "threshold": 0.5, "high_threshold": 0.8,
-                      "core_channel": None, "sigma": 1.0, "min_size": 10, "max_size": 1_000_000}
+# "channel"/"core_channel" are 0-based in the API and in model files (as ilastik stores them);
+# the command line counts classes from 1, as label values and `quint run --object-channel` do.
 
 
 def _threshold_options(defaults: bool) -> Callable:
@@ -61,121 +62,26 @@ def _threshold_options(defaults: bool) -> Callable:
     return decorate
 
 
-def _threshold_settings(stored: dict | None, **given: Any) -> dict[str, Any]:
-    """Settings for :func:`threshold_objects`; ``given`` holds the command line's values, whose
-    channels count from 1 (stored and returned channels count from 0, or are None = last)."""
-    settings = dict(THRESHOLD_DEFAULTS)
-    settings.update({k: v for k, v in (stored or {}).items() if k in THRESHOLD_DEFAULTS})
+def _settings(**given: Any) -> dict[str, Any]:
+    """The command line's threshold values for the API: channels from 1 to 0-based, sigma
+    text to a number or one number per axis; unset values stay None."""
     for key in ("channel", "core_channel"):
         if given.get(key) is not None:
             given[key] = given[key] - 1
-    settings.update({k: v for k, v in given.items() if v is not None})
-    sigma = settings["sigma"]
+    sigma = given.get("sigma")
     if isinstance(sigma, str):
         try:
-            values = [float(s) for s in sigma.split(",") if s.strip()]
+            values = [float(v) for v in sigma.split(",") if v.strip()]
         except ValueError:
             raise click.BadParameter(f"{sigma!r} is not a number or comma-separated numbers",
                                      param_hint="--sigma") from None
-        sigma = values[0] if len(values) == 1 else values
-    settings["sigma"] = sigma
-    return settings
+        given["sigma"] = values[0] if len(values) == 1 else values
+    return given
 
 
-def resolve_channels(settings: dict, n_channels: int, source: object) -> dict[str, Any]:
-    """``settings`` with concrete 0-based channels for maps of ``n_channels`` (None = the last
-    class); a channel outside the maps is an error that counts classes from 1."""
-    out = dict(settings)
-    if out.get("channel") is None:
-        out["channel"] = n_channels - 1
-    if out.get("core_channel") is None:
-        out["core_channel"] = out["channel"]
-    for key, flag in (("channel", "--channel"), ("core_channel", "--core-channel")):
-        if not 0 <= int(out[key]) < n_channels:
-            raise PyquintError(
-                f"{source}: {flag} {int(out[key]) + 1} is out of range: the probability maps have "
-                f"{n_channels} channel(s), classes 1..{n_channels}")
-    return out
-
-
-def _spatial(sigma: Any, ndim: int) -> Any:
-    return (sigma,) * ndim if np.isscalar(sigma) else tuple(sigma)
-
-
-def _key(path: Path) -> str:
-    from ..objects.export import nickname
-
-    nick = nickname(path)
-    for suffix in _PROBA_SUFFIXES:
-        if nick.endswith(suffix):
-            return nick[: -len(suffix)]
-    return nick
-
-
-def _pair(raws: Sequence[Path], others: Sequence[Path], what: str) -> list[Path]:
-    """For each raw file, the file of ``others`` with the same name (``x.png`` <-> ``x.h5``,
-    ``x_Probabilities.h5``)."""
-    index: dict[str, Path] = {}
-    for p in others:
-        k = _key(Path(p))
-        if k in index:
-            raise click.ClickException(f"two {what} files for {k!r}: {index[k]} and {p}")
-        index[k] = Path(p)
-    missing = [str(r) for r in raws if _key(Path(r)) not in index]
-    if missing:
-        raise click.ClickException(
-            f"no {what} file with the name of {', '.join(missing[:3])}"
-            + (f" (and {len(missing) - 3} more)" if len(missing) > 3 else "")
-            + f"; {what} files are matched to raw images by name")
-    return [index[_key(Path(r))] for r in raws]
-
-
-def _read_raw(path: Path) -> np.ndarray:
-    data, axes = read_image(path)
-    data, canon = to_canonical(data, axes)
-    if canon.startswith("t"):
-        raise PyquintError(f"{path}: time series are not supported")
-    return data
-
-
-def _read_spatial(path: Path, shape: tuple[int, ...], what: str) -> np.ndarray:
-    data, axes = read_image(path)
-    data, _ = to_canonical(data, axes)
-    if data.shape[-1] != 1:
-        raise PyquintError(f"{path}: a {what} image needs one channel, not {data.shape[-1]}")
-    data = data[..., 0]
-    if data.shape != tuple(shape):
-        raise PyquintError(f"{path}: {what} image of shape {data.shape} does not match the raw "
-                           f"image of shape {tuple(shape)}")
-    if data.dtype.kind not in "iu":
-        raise PyquintError(f"{path}: a {what} image must hold integers, not {data.dtype}")
-    return data
-
-
-def _objects_for(raw: np.ndarray, raw_path: Path, proba_path: Path | None,
-                 objects_path: Path | None, settings: dict) -> tuple[np.ndarray, dict]:
-    """Object labels of one image and the threshold settings used (channels resolved)."""
-    from ..objects import load_probabilities, threshold_objects
-
-    spatial = raw.shape[:-1]
-    if objects_path is not None:
-        return _read_spatial(objects_path, spatial, "object label").astype(np.uint32), settings
-    proba, _ = load_probabilities(proba_path)
-    if proba.shape[:-1] != spatial:
-        raise PyquintError(f"{proba_path}: probability map of shape {proba.shape[:-1]} does not "
-                           f"match the raw image {raw_path} of shape {spatial}")
-    settings = resolve_channels(settings, proba.shape[-1], proba_path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        objects = threshold_objects(proba, **{**settings, "sigma": _spatial(settings["sigma"], len(spatial))})
-    return objects, settings
-
-
-def _run(f: Callable, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return f(*args, **kwargs)
-    except PyquintError as exc:
-        raise click.ClickException(str(exc)) from None
+def _report(result: BatchResult) -> None:
+    for line in result.warnings:
+        click.echo(f"warning: {line}", err=True)
 
 
 @click.group("objects")
@@ -204,56 +110,17 @@ def threshold_cmd(proba: tuple[Path, ...], out: Path, fmt: str, overwrite: bool,
     Probabilities may be pyquint/ilastik H5 (exported_data), TIFF or PNG; uint8 is read as
     k/255 and uint16 as k/65535. Objects are 4-connected (6 in 3-D), ids in scan order.
     """
-    from ..objects.export import export_path, write_object_image
-    from ..objects.threshold import check_threshold_settings
-
-    settings = _threshold_settings(None, **opts)
-    # once, before any file; a channel left None is the maps' last class, resolved per file
-    _run(check_threshold_settings, {k: v for k, v in settings.items() if v is not None},
-         "objects threshold")
-    files = _run(collect_inputs, proba)
-    # outputs of an earlier run found in an input folder are not inputs of this one (resume)
-    made = {export_path(out, _key(p), "Object Identities", fmt).resolve() for p in files}
-    given = {Path(p).resolve() for p in proba}
-    files = [p for p in files if p.resolve() in given or not (
-        p.resolve() in made or p.stem.endswith("_Object Identities"))] or files
-    outputs = [export_path(out, _key(p), "Object Identities", fmt) for p in files]
-    _run(guard_outputs, files, outputs)
-    done = skipped = 0
-    failures = []
-    for src, dst in progress(list(zip(files, outputs)), "threshold", len(files)):
-        if dst.exists() and not overwrite:
-            skipped += 1
-            continue
-        from ..objects import load_probabilities, threshold_objects
-
-        try:  # a bad file is reported and the batch goes on
-            data, _ = _run(load_probabilities, src)
-            resolved = _run(resolve_channels, settings, data.shape[-1], src)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", UserWarning)
-                labels = _run(threshold_objects, data,
-                              **{**resolved, "sigma": _spatial(settings["sigma"], data.ndim - 1)})
-        except click.ClickException as exc:
-            failures.append(exc.message if str(src) in exc.message else f"{src}: {exc.message}")
-            continue
-        if caught:
-            click.echo(f"warning: {src}: no objects found", err=True)
-        _run(write_object_image, dst, "Object Identities", labels)
-        done += 1
-    click.echo(f"thresholded {done} file(s), skipped {skipped} existing; output in {out}")
-    if failures:
-        raise click.ClickException(f"{len(failures)} input(s) failed: " + "; ".join(failures))
+    result = threshold_files(proba, out, _settings(**opts), fmt=fmt, overwrite=overwrite)
+    _report(result)
+    click.echo(f"thresholded {result.done} file(s), skipped {result.skipped} existing; output in {out}")
+    if result.failures:
+        raise InputError(f"{len(result.failures)} input(s) failed: " + "; ".join(result.failures))
 
 
-def _sources(raw: tuple[Path, ...], proba: tuple[Path, ...], objects: tuple[Path, ...]):
+def _check_sources(proba: tuple[Path, ...], objects: tuple[Path, ...]) -> None:
     if bool(proba) == bool(objects):
         raise click.UsageError("give either --proba (probability maps to threshold) or --objects "
                                "(object label images), not both or neither")
-    raws = _run(collect_inputs, raw)
-    if proba:
-        return raws, _pair(raws, _run(collect_inputs, proba), "probability"), [None] * len(raws)
-    return raws, [None] * len(raws), _pair(raws, _run(collect_inputs, objects), "object label")
 
 
 _input_options = [
@@ -292,32 +159,14 @@ def _inputs(f: Callable) -> Callable:
 def train_cmd(raw, proba, objects_, labels_, model, features, class_names, trees, seed, overwrite,
               **opts) -> None:
     """Train an object classifier from a few labelled objects."""
-    from ..objects.classifier import ObjectClassifier
-
-    if model.exists() and not overwrite:
-        raise click.ClickException(f"{model} exists; use --overwrite to replace it")
-    settings = _threshold_settings(None, **opts)
-    raws, probas, objs = _sources(raw, proba, objects_)
-    label_files = _pair(raws, _run(collect_inputs, labels_, (".png", ".tif", ".tiff", ".h5", ".npy", ".csv")),
-                        "label")
-    _run(guard_outputs, [*raws, *[p for p in probas if p], *[o for o in objs if o], *label_files], [model])
-    raw_data, obj_data, lab_data = [], [], []
-    for r, p, o, lab in progress(list(zip(raws, probas, objs, label_files)), "objects", len(raws)):
-        image = _run(_read_raw, r)
-        raw_data.append(image)
-        objects, used = _run(_objects_for, image, r, p, o, settings)
-        obj_data.append(objects)
-        lab_data.append(lab if lab.suffix.lower() == ".csv"
-                        else _labels_by_object(objects, _run(_read_spatial, lab, image.shape[:-1], "label"), lab))
-    clf = ObjectClassifier(
-        features=[f.strip() for f in features.split(",")] if features else None,
-        n_trees=trees, seed=seed, class_names=tuple(c.strip() for c in class_names.split(",")),
-        threshold=used if probas[0] is not None else None,
-    )
-    _run(clf.fit, raw_data, obj_data, lab_data)
-    _run(clf.save, model)
-    click.echo(f"trained on {clf.n_training_objects_} labelled objects of {len(raws)} image(s); "
-               f"model written to {model}")
+    _check_sources(proba, objects_)
+    result = train_from_files(
+        raw, labels_, model, proba=proba, objects=objects_, settings=_settings(**opts), overwrite=overwrite,
+        features=[f.strip() for f in features.split(",")] if features else None, n_trees=trees, seed=seed,
+        class_names=tuple(c.strip() for c in class_names.split(",")))
+    _report(result)
+    click.echo(f"trained on {result.classifier.n_training_objects_} labelled objects of {result.done} "
+               f"image(s); model written to {model}")
 
 
 @cli.command("predict")
@@ -340,91 +189,17 @@ def train_cmd(raw, proba, objects_, labels_, model, features, class_names, trees
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: skip them, i.e. resume).")
 def predict_cmd(raw, proba, objects_, model, out, sources, fmt, table, labels_, overwrite, **opts) -> None:
     """Classify objects and write ilastik's object exports and table."""
-    from ..objects import compute_object_features
-    from ..objects.classifier import (
-        ObjectClassifier,
-        object_labels_from_image,
-        proba_to_classes,
-        read_object_label_table,
-    )
-    from ..objects.export import (
-        OBJECT_EXPORT_SOURCES,
-        export_path,
-        nickname,
-        object_images,
-        table_path,
-        write_object_image,
-        write_table,
-    )
-
-    clf = _run(ObjectClassifier.load, model)
-    settings = _threshold_settings(clf.threshold, **opts)
-    canonical = {s.lower(): s for s in OBJECT_EXPORT_SOURCES}
-    sources = [canonical[s.lower()] for s in sources] or ["Object Predictions"]
-    raws, probas, objs = _sources(raw, proba, objects_)
-    label_files = (_pair(raws, _run(collect_inputs, labels_, (".png", ".tif", ".tiff", ".h5", ".npy", ".csv")),
-                         "label") if labels_ else [None] * len(raws))
-    plan = []
-    for r in raws:
-        outs = [export_path(out, nickname(r), s, fmt) for s in sources]
-        if table:
-            outs.append(table_path(out, nickname(r)))
-        plan.append(outs)
-    inputs = [*raws, model, *[p for p in probas if p], *[o for o in objs if o], *[x for x in label_files if x]]
-    _run(guard_outputs, inputs, [p for outs in plan for p in outs])
-    done = skipped = 0
-    for r, p, o, lab, outs in progress(list(zip(raws, probas, objs, label_files, plan)), "predict", len(raws)):
-        if not overwrite and all(x.exists() for x in outs):
-            skipped += 1
-            continue
-        image = _run(_read_raw, r)
-        objects, _ = _run(_objects_for, image, r, p, o, settings)
-        if objects.max() == 0:
-            click.echo(f"warning: {r}: no objects found; writing empty outputs", err=True)
-        names = _table_features(clf.feature_names_) if table else clf.feature_names_
-        feats = _run(compute_object_features, image, objects, names)
-        prob = _run(clf.predict_proba_features, feats)
-        classes = proba_to_classes(prob)
-        images = object_images(objects, classes, prob)
-        for s, dst in zip(sources, outs):
-            _run(write_object_image, dst, s, images[s])
-        if table:
-            user = None
-            if lab is not None:
-                user = (read_object_label_table(lab) if lab.suffix.lower() == ".csv"
-                        else object_labels_from_image(objects, _run(_read_spatial, lab, objects.shape, "label")))
-                user = {k: clf.class_value(v, str(lab)) for k, v in user.items() if k <= objects.max()}
-            _run(write_table, outs[-1], feats, clf.class_names, classes, prob, user)
-        done += 1
-    click.echo(f"predicted {done} image(s), skipped {skipped} with existing outputs; output in {out}")
-
-
-def _labels_by_object(objects: np.ndarray, label_image: np.ndarray, source: Path) -> dict[int, int]:
-    """Object id -> class from painted labels; mixed objects are reported with the file name."""
-    from ..objects.classifier import ObjectLabelWarning, object_labels_from_image
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ObjectLabelWarning)
-        mapping = _run(object_labels_from_image, objects, label_image)
-    for w in caught:
-        if issubclass(w.category, ObjectLabelWarning):
-            click.echo(f"warning: {source}: {w.message}", err=True)
-        else:  # pragma: no cover - other warnings pass through unchanged
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return mapping
-
-
-def _table_features(model_features: Sequence[str]) -> list[str]:
-    # ilastik always adds its "default features" (Count, RegionCenter, bounding box).
-    base = ["Count", "RegionCenter", "Coord<Minimum>", "Coord<Maximum>"]
-    return list(dict.fromkeys([*base, *model_features]))
+    _check_sources(proba, objects_)
+    result = predict_files(model, raw, out, proba=proba, objects=objects_, sources=sources or ["Object Predictions"],
+                           fmt=fmt, table=table, labels=labels_, settings=_settings(**opts), overwrite=overwrite)
+    _report(result)
+    click.echo(f"predicted {result.done} image(s), skipped {result.skipped} with existing outputs; "
+               f"output in {out}")
 
 
 @cli.command("list-features")
 def list_features_cmd() -> None:
     """List the object features: ilastik id, display name (table column), plugin."""
-    from ..objects.features import DEFAULT_FEATURES, FEATURES
-
     for name, info in FEATURES.items():
         mark = "*" if name in DEFAULT_FEATURES else " "
         extra = ", per channel" if info.per_channel else ""

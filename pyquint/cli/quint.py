@@ -8,19 +8,11 @@ from pathlib import Path
 
 import click
 
-from ..errors import PyquintError
-
-
-def _parse_set(values: tuple[str, ...]) -> dict[int, tuple[int, int, int]]:
-    out = {}
-    for text in values:
-        try:
-            key, rgb = text.split("=", 1)
-            r, g, b = (int(v) for v in rgb.split(","))
-            out[int(key)] = (r, g, b)
-        except ValueError as exc:
-            raise click.BadParameter(f"{text!r}: use CLASS=R,G,B, e.g. 2=255,0,0", param_hint="--set") from exc
-    return out
+from ..data import write_rgb_sample_dataset
+from ..lut import parse_color_set
+from ..sample_sections import PIXEL_SIZE_UM
+from ..workflows.config import QuintConfig, load_config
+from ..workflows.quint import plan, run_quint
 
 
 @click.group("quint")
@@ -77,20 +69,14 @@ def run(config_file: Path | None, dry_run: bool, truth: Path | None, **flags) ->
     Outputs: out/segmentations/<section>.png (Nutil-ready, the _sXXX id kept), legend.png,
     nutil_colours.csv, qc_montage.png, report.html, summary.csv, provenance.json.
     """
-    from ..workflows.config import QuintConfig, load_config
-    from ..workflows.quint import plan, run_quint
-
-    try:
-        config = load_config(config_file) if config_file else QuintConfig()
-        _apply_flags(config, flags)
-        if dry_run:
-            for section, out, status in plan(config):
-                click.echo(f"{status:14s} {section} -> {out}")
-            return
-        with _warnings_as_messages():
-            result = run_quint(config, truth=truth)
-    except PyquintError as exc:
-        raise click.ClickException(str(exc)) from exc
+    config = load_config(config_file) if config_file else QuintConfig()
+    _apply_flags(config, flags)
+    if dry_run:
+        for section, out, status in plan(config):
+            click.echo(f"{status:14s} {section} -> {out}")
+        return
+    with _warnings_as_messages():
+        result = run_quint(config, truth=truth)
     _echo_result(result)
 
 
@@ -141,7 +127,7 @@ def _apply_flags(config, flags: dict) -> None:
     if flags.get("classes"):
         config.lut.classes = [int(c) for c in flags["classes"].split(",")]
     if flags.get("set_colours"):
-        config.lut.set.update(_parse_set(flags["set_colours"]))
+        config.lut.set.update(parse_color_set(flags["set_colours"]))
     if flags.get("object_labels") or flags.get("object_model"):
         config.objects.enabled = True if flags.get("objects") is None else config.objects.enabled
 
@@ -174,11 +160,6 @@ def demo(out: Path, engine: str, overwrite: bool) -> None:
     (label 2) for Nutil in OUT/segmentations/, and prints the pixel F1 of the stained-cell
     class against the generator's ground truth.
     """
-    from ..data import write_rgb_sample_dataset
-    from ..sample_sections import PIXEL_SIZE_UM
-    from ..workflows.config import QuintConfig
-    from ..workflows.quint import run_quint
-
     data = write_rgb_sample_dataset(out / "input", "dab", n_sections=3, seed=0)
     config = QuintConfig(base_dir=Path.cwd())
     config.input.sections = str(data / "sections")
@@ -193,8 +174,5 @@ def demo(out: Path, engine: str, overwrite: bool) -> None:
     config.output.folder = str(out)
     config.run.engine = engine
     config.run.overwrite = overwrite
-    try:
-        result = run_quint(config, truth=data / "truth", truth_value=1, evaluate_class=2)
-    except PyquintError as exc:
-        raise click.ClickException(str(exc)) from exc
+    result = run_quint(config, truth=data / "truth", truth_value=1, evaluate_class=2)
     _echo_result(result)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import click
 
-from ..errors import PyquintError
+from ..steinbock import fix, prepare, run
 
 
 class _EchoHandler(logging.Handler):
@@ -19,7 +19,8 @@ class _EchoHandler(logging.Handler):
 
 @contextlib.contextmanager
 def _reporting(verbose: bool) -> Iterator[None]:
-    """Show the API's log (every file with -v, warnings always) and turn errors into exit 1."""
+    """Show the API's log (every file with -v, warnings always); errors reach the central
+    handler (cli/_errors.py)."""
     logger = logging.getLogger("pyquint.steinbock")
     handler = _EchoHandler()
     old_level, old_propagate = logger.level, logger.propagate
@@ -28,8 +29,6 @@ def _reporting(verbose: bool) -> Iterator[None]:
     logger.propagate = False
     try:
         yield
-    except PyquintError as exc:
-        raise click.ClickException(str(exc)) from None
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
@@ -96,8 +95,6 @@ def prepare_cmd(project_file, img_dir, panel_file, aggr, mean, mean_factor, scal
     lane of the project (labels Nucleus, Cytoplasm, Background). Label the crops in
     ilastik (or with pyquint.steinbock.write_labels), then run `pyquint steinbock run`.
     """
-    from ..steinbock import prepare
-
     with _reporting(verbose):
         result = prepare(img_dir, panel_file, project_file, aggr=aggr, mean=mean,
                          mean_factor=mean_factor, scale=scale, crop_size=crop_size, img_out=img_out,
@@ -132,8 +129,6 @@ def fix_cmd(project_file, crop_dir, probab_dir, backup, axis_order, verbose) -> 
     crops, changes nothing when nothing needs fixing, and a failed fix leaves every file as
     it was.
     """
-    from ..steinbock import fix
-
     with _reporting(verbose):
         result = fix(project_file, crop_dir, probab_dir, backup=backup, axis_order=axis_order)
     if not result.changed:
@@ -180,8 +175,6 @@ def run_cmd(project_file, img_dir, out_dir, threads, mem, retrain, seed, roundin
     R, G, B), value = trunc(p * 65535), as ilastik exports for steinbock; the next step is
     `steinbock segment cellprofiler`.
     """
-    from ..steinbock import run
-
     with _reporting(verbose):
         result = run(project_file, img_dir, out_dir, threads=threads or None, overwrite=overwrite,
                      retrain=retrain, seed=seed, rounding=rounding)

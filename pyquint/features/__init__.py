@@ -14,7 +14,7 @@ ilastik's scales, computed in two stages (pre-smoothing at ``sqrt(σ²−1)``, t
 'Gaussian Smoothing (σ=0.3) in 2D'
 """
 
-from ._compute import ROUNDINGS, compute_features, feature_bands
+from ._compute import DEFAULT_ROUNDING, EXPORT_ROUNDING, ROUNDINGS, compute_features, feature_bands
 from ._kernels import full_kernel, half_kernel, kernel_radius
 from ._selection import (
     DEFAULT_SCALES,
@@ -25,11 +25,14 @@ from ._selection import (
     feature_halo,
     feature_names,
     filter_sigma,
+    parse_selection,
     presmooth_sigma,
 )
 
 __all__ = [
+    "DEFAULT_ROUNDING",
     "DEFAULT_SCALES",
+    "EXPORT_ROUNDING",
     "FEATURE_DISPLAY_NAMES",
     "FEATURE_IDS",
     "MINIMUM_SCALES",
@@ -43,5 +46,6 @@ __all__ = [
     "full_kernel",
     "half_kernel",
     "kernel_radius",
+    "parse_selection",
     "presmooth_sigma",
 ]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from ..errors import InputError
 from ..io import to_canonical
+from ..parallel import resolve_n_jobs
 from ._fast2d import FeatureBands, compute_2d_fast
 from ._kernels import correlate_axis, half_kernel, sep_filter_2d_fast, transpose_rows
 from ._selection import (
@@ -20,11 +20,18 @@ from ._selection import (
     presmooth_sigma,
 )
 
-__all__ = ["compute_features", "feature_bands", "ROUNDINGS"]
+__all__ = ["DEFAULT_ROUNDING", "EXPORT_ROUNDING", "ROUNDINGS", "compute_features", "feature_bands"]
 
 #: ``exact``: fastfilters' float32 FMA arithmetic (ilastik ≥ 1.4); ``muladd``: the same without
 #: FMA (ilastik < 1.4 builds); ``fast``: OpenCV/scipy, a few float32 ulps from ``exact``.
 ROUNDINGS = ("exact", "muladd", "fast")
+# The one rule for defaults (docs/features.md): features computed for their own sake
+# (compute_features, `pyquint features`) are ilastik's numbers bit for bit; classifying
+# pixels with pyquint's own models uses the fast path (it changes ~1 pixel in 10^6 of a
+# segmentation); ilastik and steinbock projects follow the ilastik version that made them
+# (pyquint.ilastik.default_rounding).
+EXPORT_ROUNDING = "exact"
+DEFAULT_ROUNDING = "fast"
 
 # A kernel spec: (sigma, derivative order, window). Order 1 kernels are antisymmetric.
 _Kernel = tuple[float, int, float]
@@ -202,7 +209,8 @@ def compute_features(
     selection: FeatureSelection | None = None,
     *,
     axes: str | None = None,
-    rounding: str = "exact",
+    rounding: str = EXPORT_ROUNDING,
+    n_jobs: int | None = None,
     n_threads: int | None = None,
 ) -> np.ndarray:
     """ilastik's pixel features of an image, channels last, float32.
@@ -222,9 +230,11 @@ def compute_features(
         border; ``"muladd"`` its builds without FMA (ilastik < 1.4); ``"fast"`` uses OpenCV,
         several times faster, and differs from ``"exact"`` by a few float32 ulps of the
         pre-smoothed image (≤ 1e-5 relative for inputs of order 1).
+    n_jobs : int, optional
+        Threads over (input channel, scale) pairs (:func:`pyquint.parallel.resolve_n_jobs`);
+        default at most 4, each holding pre-smoothed copies of the image; ``-1`` every core.
     n_threads : int, optional
-        Threads over (input channel, scale) pairs; default ``min(4, os.cpu_count())``,
-        ``-1`` every core.
+        Deprecated name of ``n_jobs``.
 
     Returns
     -------
@@ -243,6 +253,8 @@ def compute_features(
         raise InputError(f"selection must be a FeatureSelection, not {type(selection).__name__}")
     if rounding not in ROUNDINGS:
         raise InputError(f"rounding must be one of {ROUNDINGS}, not {rounding!r}")
+    if n_threads is not None:
+        n_jobs = resolve_n_jobs(n_jobs, alias=n_threads)
     data = _as_float32(image)
     if axes is None:
         axes = {2: "yx", 3: "yxc", 4: "zyxc"}.get(data.ndim)
@@ -251,7 +263,7 @@ def compute_features(
     data, canon = to_canonical(data, axes)
     if canon.startswith("t"):  # time points are always processed independently
         return np.stack([
-            compute_features(data[t], selection, axes=canon[1:], rounding=rounding, n_threads=n_threads)
+            compute_features(data[t], selection, axes=canon[1:], rounding=rounding, n_jobs=n_jobs)
             for t in range(data.shape[0])
         ])
     spatial = data.shape[:-1]
@@ -260,10 +272,8 @@ def compute_features(
     in2d = selection.in_2d(nd, z_size)
     _check_size(selection, spatial, in2d)
 
-    if n_threads is None:
-        n_threads = min(4, os.cpu_count() or 1)
-    elif n_threads < 1:  # scikit-learn's convention: -1 = every core
-        n_threads = os.cpu_count() or 1
+    # unset: at most 4 workers, since each holds pre-smoothed copies of the whole image
+    n_threads = min(4, resolve_n_jobs()) if n_jobs is None else resolve_n_jobs(n_jobs)
     if rounding == "fast" and nd == 2:
         # fused stage 2 straight into the pixel-major output (same numbers as below, faster)
         return compute_2d_fast(data, selection, n_threads)
@@ -302,6 +312,7 @@ def feature_bands(
     selection: FeatureSelection | None = None,
     *,
     axes: str = "yxc",
+    n_jobs: int | None = None,
     n_threads: int | None = None,
 ) -> FeatureBands:
     """``rounding="fast"`` features of a 2-D image, to be consumed band by band.
@@ -310,7 +321,8 @@ def feature_bands(
     ``map(consume, rows, pool=...)`` hands ``(rows, W, F)`` feature bands to ``consume``
     (equal to the rows of ``compute_features(image, selection, axes=axes, rounding="fast")``)
     without ever holding the whole ``(H, W, F)`` array: a pixel classifier can run its forest
-    on each band while it is in cache.
+    on each band while it is in cache. ``n_jobs``: threads (default every core);
+    ``n_threads`` is its deprecated name.
 
     Raises
     ------
@@ -325,6 +337,5 @@ def feature_bands(
     if canon != "yxc":
         raise InputError(f"feature bands need a 2-D image (yx or yxc), not axes {canon!r}")
     _check_size(selection, data.shape[:-1], (True,) * len(selection.scales))
-    if n_threads is None or n_threads < 1:
-        n_threads = os.cpu_count() or 1
-    return FeatureBands(np.ascontiguousarray(data), selection, n_threads)
+    n_jobs = resolve_n_jobs(n_jobs, alias=n_threads)
+    return FeatureBands(np.ascontiguousarray(data), selection, n_jobs)

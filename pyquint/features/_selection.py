@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
+from ._kernels import kernel_radius
 
 __all__ = [
     "DEFAULT_SCALES",
@@ -19,6 +23,7 @@ __all__ = [
     "FeatureSelection",
     "feature_halo",
     "feature_names",
+    "parse_selection",
 ]
 
 #: ilastik's feature ids in its default concatenation order (opFeatureSelection.py).
@@ -168,15 +173,14 @@ class FeatureSelection:
 
     @classmethod
     def from_ilp(cls, group: Any) -> FeatureSelection:
-        """Build from an ilastik project's ``FeatureSelections`` h5py group."""
-        try:
-            ids = [v.decode() if isinstance(v, bytes) else str(v) for v in group["FeatureIds"][()]]
-            scales = tuple(float(s) for s in group["Scales"][()])
-            matrix = np.asarray(group["SelectionMatrix"][()], dtype=bool)
-            c2d = group["ComputeIn2d"][()] if "ComputeIn2d" in group else None
-        except KeyError as exc:
-            raise InputError(f"the project's FeatureSelections group lacks {exc}") from exc
-        return cls(matrix, scales, tuple(ids), None if c2d is None or len(c2d) == 0 else tuple(c2d))
+        """Deprecated: use :func:`pyquint.ilastik.selection_from_ilp` (the ``.ilp`` layout is
+        read in ``pyquint.ilastik`` only)."""
+        warnings.warn("FeatureSelection.from_ilp is deprecated; use pyquint.ilastik.selection_from_ilp",
+                      DeprecationWarning, stacklevel=2)
+        # deprecated shim, the one upward import the layering test allows (tests/test_layering.py)
+        from ..ilastik._selection import selection_from_ilp
+
+        return selection_from_ilp(group)
 
     # ----------------------------------------------------------------- (de)serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -280,8 +284,6 @@ def feature_halo(selection: FeatureSelection) -> int:
     used = [j for j in range(len(selection.scales)) if selection.matrix[:, j].any()]
     pre = max(math.ceil(PRESMOOTH_WINDOW * presmooth_sigma(selection.scales[j])) for j in used)
     stage2 = 0
-    from ._kernels import kernel_radius
-
     for fid, j, _ in selection.blocks():
         sp = filter_sigma(selection.scales[j])
         r = kernel_radius(sp, FILTER_WINDOW)
@@ -289,3 +291,55 @@ def feature_halo(selection: FeatureSelection) -> int:
             r += kernel_radius(0.5 * sp, FILTER_WINDOW)
         stage2 = max(stage2, r)
     return pre + stage2
+
+
+def parse_selection(spec: str | Mapping[str, Any] | FeatureSelection, *, option: str = "features",
+                    read_project: Callable[[Path], FeatureSelection] | None = None) -> FeatureSelection:
+    """A feature selection from how users write one (command line, configuration files).
+
+    Parameters
+    ----------
+    spec : str, dict or FeatureSelection
+        ``"all"`` (ilastik's select-all), ``"steinbock"`` (σ ≥ 1), a JSON object (text or
+        dict, as :meth:`FeatureSelection.to_dict`), a ``.json`` file, or an ilastik ``.ilp``
+        project (with ``read_project``); names are case-insensitive.
+    option : str
+        What ``spec`` was given as (``"--selection"``, ``"pixel.features"``), for messages.
+    read_project : callable, optional
+        Reads the selection of a ``.ilp`` file; :func:`pyquint.ilastik.load_feature_selection`
+        passes its reader (the project layout is ilastik's business, not this layer's).
+
+    Raises
+    ------
+    InputError
+        One line naming ``option``, the value and the forms accepted.
+    """
+    if isinstance(spec, FeatureSelection):
+        return spec
+    if isinstance(spec, Mapping):
+        return FeatureSelection.from_dict(spec)
+    text = str(spec).strip()
+    if text.lower() in ("all", "steinbock"):
+        return FeatureSelection.all() if text.lower() == "all" else FeatureSelection.steinbock()
+    if text.startswith("{"):
+        try:
+            return FeatureSelection.from_dict(json.loads(text))
+        except ValueError as exc:
+            raise InputError(f"{option}: invalid JSON ({exc})") from None
+    path = Path(text)
+    if not path.is_file():
+        raise InputError(f"{option} {text!r}: use 'all', 'steinbock', a JSON object, a .json file"
+                         + (" or an .ilp project" if read_project is not None else ""))
+    if path.suffix.lower() == ".ilp":
+        if read_project is None:
+            raise InputError(f"{option} {text!r}: an .ilp project is read with "
+                             "pyquint.ilastik.load_feature_selection")
+        return read_project(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable JSON feature selection ({exc})") from None
+    try:
+        return FeatureSelection.from_dict(data)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None

@@ -13,12 +13,12 @@ so a forest depends on the seed only, never on the number of threads.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 
+from ..parallel import resolve_n_jobs
 from ._flat import FlatForest
 
 _U64 = numba.uint64
@@ -312,12 +312,6 @@ def _grow_tree(ranks, uniq, y, n_classes, boot, mtry, seed):
             right[:n_nodes].copy(), value[:n_nodes].copy())
 
 
-def _threads(n_jobs: int | None) -> int:
-    if n_jobs is None or n_jobs < 1:
-        return os.cpu_count() or 1
-    return int(n_jobs)
-
-
 def fast_train_forest(X: np.ndarray, y: np.ndarray, n_trees: int, seed: int, mtry: int,
                       n_jobs: int | None = None) -> FlatForest:
     """Grow a vigra-like forest with compiled kernels; inputs are already validated.
@@ -346,7 +340,7 @@ def fast_train_forest(X: np.ndarray, y: np.ndarray, n_trees: int, seed: int, mtr
     XT = np.ascontiguousarray(X.T, dtype=np.float32)
     ranks = np.empty((n_features, n), np.uint32)
     uniq = np.zeros((n_features, n), np.float32)
-    threads = max(1, min(_threads(n_jobs), n_trees))
+    threads = max(1, min(resolve_n_jobs(n_jobs), n_trees))
     children = np.random.SeedSequence(seed).spawn(n_trees)
 
     def one_tree(t: int):

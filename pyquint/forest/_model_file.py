@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError, ModelFileError
+from ..features import FeatureSelection
 from ..io import atomic_output, memory_budget
 from ._flat import MAX_CLASSES, MAX_NODES, NODE_ARRAYS, FlatForest
 
@@ -35,7 +36,8 @@ def _to_jsonable(obj: Any) -> Any:
 
 
 def save_model(
-    path: str | os.PathLike, kind: str, forest: FlatForest, metadata: Mapping[str, Any]
+    path: str | os.PathLike, kind: str, forest: FlatForest, metadata: Mapping[str, Any], *,
+    overwrite: bool = True,
 ) -> Path:
     """Write a forest and its metadata to a pyquint model file (HDF5), atomically.
 
@@ -48,6 +50,9 @@ def save_model(
     forest : FlatForest
     metadata : mapping
         JSON-serialisable information (feature selection, class names, colours, seed, ...).
+    overwrite : bool, default True
+        False: refuse (:class:`InputError`) when ``path`` exists; the classifiers' ``save``
+        methods pass their own ``overwrite=False`` default here.
 
     Returns
     -------
@@ -62,6 +67,8 @@ def save_model(
     except (TypeError, ValueError) as exc:
         raise InputError(f"model metadata is not JSON-serialisable: {exc}") from exc
     path = Path(path)
+    if not overwrite and path.exists():
+        raise InputError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
     with atomic_output(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs["format"] = FORMAT_NAME
@@ -197,8 +204,6 @@ def check_metadata(metadata: Mapping[str, Any], where: str) -> None:
                              f"{metadata['rounding']!r}")
     features = metadata.get("features")
     if isinstance(features, Mapping) and "scales" in features:
-        from ..features import FeatureSelection
-
         try:
             FeatureSelection.from_dict(features)
         except InputError as exc:

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from ..errors import InputError
+from ._fast_train import fast_train_forest
 from ._flat import FlatForest
 
 #: The trainer users get by default (PixelClassifier, ``pixel train``, ``quint run``,
@@ -82,8 +83,6 @@ def train_forest(
     n_features = X.shape[1]
     mtry = max(1, min(n_features, int(math.sqrt(n_features) + 0.5)))
     if backend == "fast":
-        from ._fast_train import fast_train_forest
-
         return fast_train_forest(X, y, int(n_trees), resolve_seed(seed), mtry, n_jobs)
     from sklearn.ensemble import RandomForestClassifier
 

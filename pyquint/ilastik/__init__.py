@@ -8,6 +8,7 @@ minimal projects, and run ilastik-style headless batch prediction without ilasti
 """
 
 from ._labels import LabelBlock
+from ._selection import load_feature_selection, read_feature_selection, selection_from_ilp
 from .classifier import classifier_from_project
 from .headless import ProjectPredictor, default_rounding, predict_project
 from .project import IlastikProject, Lane, open_readonly, read_project
@@ -23,10 +24,13 @@ __all__ = [
     "copy_labels",
     "decode_tree",
     "default_rounding",
+    "load_feature_selection",
     "open_readonly",
     "predict_project",
+    "read_feature_selection",
     "read_forests",
     "read_project",
     "read_project_forest",
+    "selection_from_ilp",
     "write_project",
 ]

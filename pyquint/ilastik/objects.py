@@ -20,8 +20,24 @@ from typing import Any
 
 import numpy as np
 
+from ..batch import guard_outputs
 from ..errors import InputError
+from ..io import read_image, split_h5_path, to_canonical
+from ..objects import load_probabilities, threshold_objects
+from ..objects.classifier import ObjectClassifier, proba_to_classes
+from ..objects.export import (
+    OBJECT_EXPORT_SOURCES,
+    export_path,
+    nickname,
+    object_images,
+    table_path,
+    write_object_image,
+    write_table,
+)
+from ..objects.features import FEATURES, compute_object_features, resolve_features
+from .headless import ProjectPredictor
 from .project import IlastikProject, _text, open_readonly, read_project
+from .vigra_forest import read_forests
 
 __all__ = ["ObjectSettings", "object_settings", "predict_object_project"]
 
@@ -77,8 +93,6 @@ def _threshold_kwargs(settings: dict[str, Any], source: object) -> dict[str, Any
 
 def object_settings(project: IlastikProject) -> ObjectSettings:
     """Read threshold settings, selected features, class names and object labels."""
-    from ..objects.features import FEATURES, resolve_features
-
     if project.kind != "object":
         raise InputError(f"{project.path}: not an Object Classification project ({project.workflow!r})")
     with open_readonly(project.path) as f:
@@ -114,8 +128,6 @@ def object_settings(project: IlastikProject) -> ObjectSettings:
 
 
 def _read_raw(path: Any, axes: str | None = None) -> np.ndarray:
-    from ..io import read_image, to_canonical
-
     data, read_axes = read_image(path, axes)
     canon, canon_axes = to_canonical(data, read_axes)
     if "t" in canon_axes:
@@ -125,8 +137,6 @@ def _read_raw(path: Any, axes: str | None = None) -> np.ndarray:
 
 def _objects(source: Any, settings: ObjectSettings) -> np.ndarray:
     """Objects of a probability map: a file, or ``(probabilities, axes)`` computed here."""
-    from ..objects import load_probabilities, threshold_objects
-
     proba, axes = source if isinstance(source, tuple) else load_probabilities(source)
     return threshold_objects(proba, axes=axes, **settings.threshold)
 
@@ -135,9 +145,6 @@ def _pixel_probabilities(project: IlastikProject, raw_data: Any, raw_axes: str, 
                          seed: int | None = None):
     """``(Probabilities, axes)`` of a raw image from the project's own Pixel Classification part
     (Pixel + Object Classification projects), its predictor fitted once."""
-    from ..io import to_canonical
-    from .headless import ProjectPredictor
-
     if "predictor" not in cache:
         if not (project.has_forest or project.has_labels):
             raise InputError(f"{project.path}: no prediction maps given and the project has no "
@@ -150,9 +157,6 @@ def _pixel_probabilities(project: IlastikProject, raw_data: Any, raw_axes: str, 
 def _stored_classifier(project: IlastikProject, settings: ObjectSettings, n_channels: int):
     """The project's object forest in an ObjectClassifier (its input columns are checked
     against the selected features when the first image's features are known)."""
-    from ..objects.classifier import ObjectClassifier
-    from .vigra_forest import read_forests
-
     with open_readonly(project.path) as f:
         forest = read_forests(f["ObjectClassification/ClassifierForests"], len(settings.class_names),
                               f"{project.path}:/ObjectClassification/ClassifierForests")
@@ -165,8 +169,6 @@ def _stored_classifier(project: IlastikProject, settings: ObjectSettings, n_chan
 
 def _retrained(project: IlastikProject, settings: ObjectSettings, seed: int | None,
                search_dirs: Sequence[str | os.PathLike], cache: dict):
-    from ..objects.classifier import ObjectClassifier
-
     if not settings.labels:
         raise InputError(f"{project.path}: no trained object forest and no object labels to train from")
     maps = project.roles.get("Prediction Maps", [])
@@ -186,7 +188,6 @@ def _retrained(project: IlastikProject, settings: ObjectSettings, seed: int | No
         if bad:
             raise InputError(f"{project.path}: object labels of lane {lane} name objects {bad[:5]} "
                              f"but thresholding its prediction maps gives {int(objects.max())}")
-        from ..io import to_canonical
 
         canon, _ = to_canonical(raw_data, raw_axes)
         raws.append(canon[..., 0] if canon.shape[-1] == 1 else canon)
@@ -236,20 +237,6 @@ def predict_object_project(
     -------
     list of Path
     """
-    from ..batch import guard_outputs
-    from ..io import split_h5_path
-    from ..objects.classifier import proba_to_classes
-    from ..objects.export import (
-        OBJECT_EXPORT_SOURCES,
-        export_path,
-        nickname,
-        object_images,
-        table_path,
-        write_object_image,
-        write_table,
-    )
-    from ..objects.features import compute_object_features
-
     project = project if isinstance(project, IlastikProject) else read_project(project)
     settings = object_settings(project)
     cache: dict = {}
@@ -280,8 +267,6 @@ def predict_object_project(
             continue
         image = _read_raw(raw)
         if pmap is None:
-            from ..io import read_image
-
             source: Any = _pixel_probabilities(project, *read_image(raw), cache, seed)
         else:
             source = pmap

@@ -16,24 +16,16 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..io import parse_axistags, read_image, split_h5_path
-from ._labels import LabelBlock, block_axes, canonical_axes, convert_block
+from ..features import FeatureSelection
+from ..io import guess_axes, parse_axistags, read_image, split_h5_path, to_canonical
+from ._h5 import open_readonly
+from ._labels import LabelBlock, block_axes, canonical_axes, convert_block, parse_block_slice
 from ._version import check_version, workflow_kind
+from .vigra_forest import read_project_forest
 
 __all__ = ["IlastikProject", "Lane", "open_readonly", "read_project"]
 
 _ROLE_RAW = "Raw Data"
-
-
-def open_readonly(path: str | os.PathLike):
-    """Open an HDF5 file read-only without taking HDF5's file lock, so that a project that
-    ilastik holds open (and locks) can still be read."""
-    import h5py
-
-    try:
-        return h5py.File(path, "r", locking=False)
-    except TypeError:  # h5py < 3.5 has no locking argument
-        return h5py.File(path, "r")
 
 
 def _text(value: Any) -> str:
@@ -233,7 +225,6 @@ class IlastikProject:
         (None when the project selects no features)."""
         if self.selection_matrix is None or not self.selection_matrix.any():
             return None
-        from ..features import FeatureSelection
 
         try:
             return FeatureSelection(
@@ -252,8 +243,6 @@ class IlastikProject:
 
     def forest(self):
         """Decode the stored vigra forests into one :class:`pyquint.forest.FlatForest`."""
-        from .vigra_forest import read_project_forest
-
         return read_project_forest(self)
 
     # ------------------------------------------------------------------ data
@@ -289,8 +278,6 @@ class IlastikProject:
                 ) from None
             axes = info.axes or (parse_axistags(tags) if tags is not None else None)
             if axes is None or len(axes) != data.ndim:
-                from ..io import guess_axes
-
                 axes = guess_axes(data.shape)
             return np.asarray(data), axes
         path = info.path
@@ -318,8 +305,6 @@ class IlastikProject:
         self, search_dirs: tuple[str | os.PathLike, ...] = ()
     ) -> list[tuple[np.ndarray, str, np.ndarray]]:
         """``(image, axes, labels)`` of every lane that has labels, images in canonical axes."""
-        from ..io import to_canonical
-
         if not self.has_labels:
             raise InputError(f"{self.path}: the project has no labels to train from")
         out = []
@@ -542,8 +527,6 @@ def _read_label_sets(label_sets: Any, project: IlastikProject) -> None:
 def _fits(info: Lane | None, slice_text: str):
     """``axes → bool``: does a block with ``blockSlice`` ``slice_text`` lie inside the lane's
     image read in ``axes``? (None when the lane's shape is unknown.)"""
-    from ._labels import parse_block_slice
-
     if info is None or info.shape is None or info.axes is None or len(info.shape) != len(info.axes):
         return None
     sizes = dict(zip(info.axes, info.shape))

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, PyquintError
+from ..forest import FlatForest
+from ._h5 import open_readonly
 
 __all__ = ["VigraTree", "decode_tree", "read_forests", "read_project_forest"]
 
@@ -169,8 +171,6 @@ def read_forests(
     FlatForest
         ``split_rule="lt"``, ``classes = 1..n_classes``.
     """
-    from ..forest import FlatForest
-
     names = sorted(k for k in group if k.startswith("Forest"))
     if not names:
         raise InputError(f"{source}: no stored forest (the project was never trained)")
@@ -243,8 +243,6 @@ def read_forests(
 
 def read_project_forest(project):
     """The stored forest of an :class:`IlastikProject`, checked against its feature selection."""
-    from .project import open_readonly
-
     if not project.has_forest:
         raise InputError(f"{project.path}: the project holds no trained forest (train it in ilastik or retrain)")
     with open_readonly(project.path) as f:

@@ -21,14 +21,14 @@ import numpy as np
 
 from ..errors import InputError
 from ..io import atomic_output, axistags_json, read_image, to_canonical
+from ..pixel import default_class_colors
 from ._labels import format_block_slice
+from .project import open_readonly, read_project
 
 __all__ = ["copy_labels", "write_project"]
 
 def _default_colors(n: int) -> np.ndarray:
     """ilastik's default label colours (yellow, blue, red, ...; see pyquint.pixel)."""
-    from ..pixel import default_class_colors
-
     return np.asarray(default_class_colors(n), dtype=np.int64).reshape(-1, 3)
 WRITTEN_VERSION = "1.4.0"
 _BLOCK_EDGE = {2: 256, 3: 64}  # label tiles per spatial axis, like ilastik's ~40³-voxel blocks
@@ -286,8 +286,6 @@ def copy_labels(
         the target's lanes (a block outside its image is an error and nothing is written).
     """
     import h5py
-
-    from .project import open_readonly, read_project
 
     src_path = Path(getattr(source, "path", source))
     src = read_project(src_path)

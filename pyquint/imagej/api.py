@@ -19,6 +19,7 @@ import numpy as np
 from ..batch import guard_outputs, progress
 from ..errors import ImageJError, InputError
 from ..io import atomic_output, read_image
+from ..lut import load_lut
 from .jvm import ij_class
 
 __all__ = [
@@ -123,10 +124,6 @@ def _lut_table(lut) -> np.ndarray:
     elif isinstance(lut, np.ndarray):
         table = lut
     elif isinstance(lut, (str, os.PathLike)):
-        try:
-            from ..lut import load_lut  # noqa: PLC0415 - optional sibling module
-        except ImportError as exc:
-            raise InputError(f"{lut}: no such LUT file") from exc
         table = np.asarray(load_lut(os.fspath(lut)).table)
     else:
         raise InputError(f"cannot use {type(lut).__name__} as a LUT; give a file, a name or a (256, 3) table")

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import ImageJError
 from .discovery import ImageJInstall, find_imagej, find_java, jvm_library
+from .runner import CRASH_OPTIONS
 
 __all__ = ["ij_class", "init_pyimagej", "jvm_install", "jvm_running", "start_jvm"]
 
@@ -84,8 +85,6 @@ def start_jvm(
                 lib = jpype.getDefaultJVMPath()
             except Exception as exc:  # JVMNotFoundException and friends
                 raise ImageJError(f"cannot find the JVM library of {java_exe}: {exc}") from exc
-        from .runner import CRASH_OPTIONS
-
         args = ["-Djava.awt.headless=true", *CRASH_OPTIONS, *options]
         if install.root is not None:
             args.append(f"-Dplugins.dir={install.root / 'plugins'}")

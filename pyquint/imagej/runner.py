@@ -37,6 +37,7 @@ import numpy as np
 
 from ..errors import ImageJError, InputError
 from ..io import atomic_output
+from ..lut import GLASBEY_VARIANTS, glasbey_lut
 from .discovery import (
     XVFB_HINT,
     ImageJInstall,
@@ -49,7 +50,6 @@ from .params import bind_script_parameters, fiji_args, has_script_parameters, pa
 
 __all__ = ["MacroResult", "default_home", "macro_command", "prepare_home", "run_macro"]
 
-GLASBEY_VARIANTS = ("glasbey", "glasbey_on_dark", "glasbey_inverted")
 _XVFB_SCREEN = "-screen 0 1280x1024x24"
 
 
@@ -129,13 +129,8 @@ def prepare_home(
     lut_dir.mkdir(parents=True, exist_ok=True)
     tables: dict[str, object] = {}
     if glasbey:
-        try:
-            from ..lut import glasbey_lut  # noqa: PLC0415 - optional sibling module
-        except ImportError:
-            glasbey_lut = None
-        if glasbey_lut is not None:
-            for variant in GLASBEY_VARIANTS:
-                tables[variant] = glasbey_lut(variant)
+        for variant in GLASBEY_VARIANTS:
+            tables[variant] = glasbey_lut(variant)
     tables.update(luts or {})
     for name, lut in tables.items():
         if isinstance(lut, (str, os.PathLike)):

@@ -17,6 +17,7 @@ from .apply import (
     write_palette_png,
     write_rgb_png,
 )
+from .batch import ApplyResult, apply_files, lut_with_overrides, parse_color_set
 from .formats import MAX_LUT_BYTES, Lut, interpolate_colors, lut_from_bytes, read_lut, write_lut
 from .glasbey import (
     GLASBEY_VARIANTS,
@@ -38,12 +39,14 @@ from .nutil import (
 )
 
 __all__ = [
+    "ApplyResult",
     "BUILTIN_LUTS",
     "GLASBEY_VARIANTS",
     "MAX_LUT_BYTES",
     "PYQUINT_LUT_DIR",
     "LabelConversionWarning",
     "Lut",
+    "apply_files",
     "apply_lut",
     "as_labels",
     "builtin_lut",
@@ -62,8 +65,10 @@ __all__ = [
     "load_lut",
     "lut_from_bytes",
     "lut_ramp",
+    "lut_with_overrides",
     "median_cut_palette",
     "palette_image",
+    "parse_color_set",
     "read_labels",
     "read_lut",
     "section_id",

@@ -20,6 +20,7 @@ counts are errors naming the file.
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import re
 from collections.abc import Mapping
@@ -30,6 +31,10 @@ import numpy as np
 
 from ..errors import InputError
 from ..io import atomic_output
+
+# Package data (pyproject: package-data), pyquint's own LUT files; a real folder for every
+# non-zip install.
+PYQUINT_LUT_DIR = Path(os.fspath(importlib.resources.files("pyquint.lut").joinpath("tables")))
 
 __all__ = [
     "LUT_SUFFIX",

@@ -32,7 +32,7 @@ import functools
 import numpy as np
 
 from ..errors import InputError
-from .formats import Lut
+from .formats import PYQUINT_LUT_DIR, Lut, read_lut
 
 __all__ = [
     "GLASBEY_VARIANTS",
@@ -407,9 +407,6 @@ def glasbey_lut(variant: str = "glasbey", *, cached: bool = True) -> Lut:
     if key not in GLASBEY_VARIANTS:
         raise InputError(f"unknown Glasbey variant {variant!r}; use one of {', '.join(GLASBEY_VARIANTS)}")
     if cached:
-        from .formats import read_lut
-        from .library import PYQUINT_LUT_DIR
-
         path = PYQUINT_LUT_DIR / f"{key}.lut"
         if path.is_file():
             return read_lut(path)

@@ -9,19 +9,17 @@ ImageJ's menu rules: ``.lut`` stripped, spaces and underscores equivalent, case-
 
 from __future__ import annotations
 
-import importlib.resources
 import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-from .formats import LUT_SUFFIX, Lut, read_lut
+from .formats import LUT_SUFFIX, PYQUINT_LUT_DIR, Lut, read_lut
+from .glasbey import GLASBEY_VARIANTS, glasbey_lut
 
 __all__ = ["BUILTIN_LUTS", "PYQUINT_LUT_DIR", "builtin_lut", "find_lut", "fiji_lut_dirs", "load_lut"]
 
-# Package data (pyproject: package-data); a real folder for every non-zip install.
-PYQUINT_LUT_DIR = Path(os.fspath(importlib.resources.files("pyquint.lut").joinpath("tables")))
 _ENV_VARS = ("FIJI_HOME", "PYQUINT_FIJI")
 
 
@@ -136,8 +134,6 @@ def load_lut(name_or_path: str | os.PathLike, fiji_dir: str | os.PathLike | None
     known, and the three Glasbey variants are generated with pyquint's generator when no
     file is found (a few seconds; ``pyquint lut make-glasbey`` writes them once).
     """
-    from .glasbey import GLASBEY_VARIANTS, glasbey_lut
-
     text = os.fspath(name_or_path)
     if not Path(text).is_file():
         builtin = builtin_lut(text)  # ImageJ checks its built-in LUTs before files

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
+from ..lut import load_lut
 from ._render import MacroSpec, Param
 
 GLASBEY_NAMES = ("glasbey", "glasbey on dark", "glasbey inverted")
@@ -90,23 +90,13 @@ def _lut_file_body(values: dict) -> str:
 
 
 def load_table(lut: object) -> np.ndarray:
-    """(256, 3) uint8 table of a LUT name or file (via :mod:`pyquint.lut` when present)."""
+    """(256, 3) uint8 table of a LUT name or file (read with :func:`pyquint.lut.load_lut`)."""
     if hasattr(lut, "table"):
         return np.asarray(lut.table, dtype=np.uint8)
     if isinstance(lut, np.ndarray):
         table = lut
     else:
-        try:
-            from ..lut import load_lut  # noqa: PLC0415 - sibling module (LUT helper)
-        except ImportError:
-            load_lut = None
-        if load_lut is not None:
-            table = np.asarray(load_lut(os.fspath(lut)).table)  # type: ignore[arg-type]
-        else:
-            path = Path(os.fspath(lut))  # type: ignore[arg-type]
-            if not path.is_file() or path.stat().st_size != 768:
-                raise InputError(f"{lut}: cannot load this LUT (pyquint.lut unavailable; give a raw 768-byte .lut)")
-            table = np.frombuffer(path.read_bytes(), dtype=np.uint8).reshape(3, 256).T
+        table = np.asarray(load_lut(os.fspath(lut)).table)  # type: ignore[arg-type]
     if table.shape != (256, 3):
         raise InputError(f"{lut}: a LUT table has shape (256, 3), not {table.shape}")
     return np.asarray(table, dtype=np.uint8)

@@ -16,6 +16,9 @@ Usage (argument order fixed so a macro can call it with a fixed number of argume
 shell would (``'--export-source "Simple Segmentation"'``); each further ``ARG`` is passed
 as one argument, except empty ones and ``--name=`` with an empty value, which are dropped
 (so a macro can leave optional values blank).
+
+The CLI runs in a child process (``python -m pyquint``): this module sits below the CLI in
+pyquint's layers and never imports it; the child's output is passed through line by line.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import subprocess
 import sys
 
 STATUS_PREFIX = "[pyquint exit status "
@@ -52,6 +56,27 @@ class _Recorder:
         return getattr(self._stream, name)
 
 
+def _run_child(cli_argv: list[str]) -> int:
+    """Run ``python -m pyquint ARGV``, echoing its merged stdout/stderr as it comes."""
+    child = subprocess.Popen([sys.executable, "-m", "pyquint", *cli_argv], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             errors="replace", bufsize=1, env=os.environ.copy())
+    try:
+        assert child.stdout is not None
+        for line in child.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+        status = child.wait()
+        return 128 - status if status < 0 else status  # killed by signal N: the shell's 128 + N
+    except BaseException:  # the macro (or a user) stopped us: stop the CLI too, never orphan it
+        child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # ImageJ reads only stdout: merge stderr into it at the file-descriptor level too.
@@ -67,24 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cli_argv = build_argv(argv[0], argv[1], argv[2:])
     print("pyquint " + " ".join(shlex.quote(a) for a in cli_argv), flush=True)
-    captured: list[str] = []
-    status = 0
     try:
-        from pyquint.cli import main as cli_main
-
-        cli_main.main(args=cli_argv, prog_name="pyquint", standalone_mode=True)
-    except SystemExit as exc:
-        code = exc.code
-        if isinstance(code, str):
-            captured.append(code)
-            status = 1
-        else:
-            status = int(code or 0)
-    except Exception as exc:  # noqa: BLE001 - report anything to the macro, never hang
-        captured.append(f"Error: {type(exc).__name__}: {exc}")
+        status = _run_child(cli_argv)
+    except OSError as exc:  # report anything to the macro, never hang
+        print(f"Error: cannot start {sys.executable} -m pyquint: {exc}")
         status = 1
-    for line in captured:
-        print(line)
     sys.stdout.flush()
     summary = f"{STATUS_PREFIX}{status}]"
     if status != 0:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from .classifier import ObjectClassifier
 from .features import (
     DEFAULT_FEATURES,
     FEATURES,
@@ -42,11 +43,3 @@ __all__ = [
     "threshold_objects",
 ]
 
-
-def __getattr__(name: str):
-    # The classifier needs pyquint.forest; import it only when asked for.
-    if name == "ObjectClassifier":
-        from .classifier import ObjectClassifier
-
-        return ObjectClassifier
-    raise AttributeError(name)

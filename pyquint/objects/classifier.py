@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, ModelFileError
+from ..forest import load_model, save_model, train_forest
+from ..pixel import uncertainty_from_proba
 from .features import (
     FEATURES,
     column_names,
@@ -252,7 +254,6 @@ class ObjectClassifier:
         if missing:
             warnings.warn(f"no labelled objects of class(es) {missing}: their probability is "
                           "always 0", UserWarning, stacklevel=2)
-        from ..forest import train_forest
 
         # Like ilastik an unseeded forest is random; the drawn seed is kept in the model file.
         self.seed_ = (int(np.random.SeedSequence().generate_state(1, dtype=np.uint32)[0])
@@ -317,8 +318,6 @@ class ObjectClassifier:
 
     def uncertainty(self, raw: np.ndarray, objects: np.ndarray) -> np.ndarray:
         """ilastik's object uncertainty ``1 - (p_max - p_second)`` per object (float32)."""
-        from ..pixel import uncertainty_from_proba
-
         return uncertainty_from_proba(self.predict_proba(raw, objects))
 
     # ------------------------------------------------------------------ files
@@ -337,17 +336,14 @@ class ObjectClassifier:
             "n_training_objects": int(self.n_training_objects_),
         }
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the model (HDF5, no pickle) with :func:`pyquint.forest.save_model`."""
-        from ..forest import save_model
-
-        return save_model(path, "object", self.forest_, self.metadata())
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write the model (HDF5, no pickle) with :func:`pyquint.forest.save_model`; an
+        existing file is an :class:`InputError` unless ``overwrite``."""
+        return save_model(path, "object", self.forest_, self.metadata(), overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ObjectClassifier:
         """Read a model written by :meth:`save`; validated, never unpickled."""
-        from ..forest import load_model
-
         forest, meta = load_model(path, expected_kind="object")
         try:
             features = [str(f) for f in meta["features"]]

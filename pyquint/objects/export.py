@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..io import atomic_output, split_h5_path, write_image
+from ..io import atomic_output, write_image
+from ..naming import nickname  # re-exported: ilastik's nickname, one definition
 from .features import column_names
 
 __all__ = [
@@ -42,16 +43,6 @@ OBJECT_EXPORT_SOURCES = ("Object Predictions", "Object Probabilities", "Object I
 EXPORT_FORMATS = {"h5": ".h5", "hdf5": ".h5", "tif": ".tif", "tiff": ".tif", "png": ".png",
                   "npy": ".npy"}
 TABLE_LEADING_COLUMNS = ("object_id", "timestep", "labelimage_oid", "User Label", "Predicted Class")
-
-
-def nickname(path: str | os.PathLike) -> str:
-    """ilastik's nickname: the file name without extension, ``-inner-path`` for HDF5 datasets."""
-    file, inner = split_h5_path(path)
-    name = Path(file).name
-    stem = name[: -len(Path(name).suffix)] if Path(name).suffix else name
-    if inner:
-        stem += "-" + inner.strip("/").replace("/", "-")
-    return stem
 
 
 def export_path(folder: str | os.PathLike, nick: str, source: str, fmt: str = "h5") -> Path:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from .shape import shape_features
 
 __all__ = [
     "DEFAULT_FEATURES",
@@ -349,8 +350,6 @@ def compute_object_features(
         result.update({k: v for k, v in coord.items() if k in wanted})
     shape_names = [n for n in names if FEATURES[n].plugin != STANDARD]
     if shape_names:
-        from .shape import shape_features
-
         result.update(shape_features(labels, g.n, shape_names))
     return {n: np.asarray(result[n], dtype=np.float64).reshape(g.n, _width(result[n])) for n in names}
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io import temp_prefix
-from .images import DISPLAY_MODE, H5_LIBVER, list_ilastik_files, to_float32
+from .images import DISPLAY_MODE, H5_LIBVER, list_ilastik_files, to_float32, write_ilastik_h5
 from .project import relative_path, require_pixel_project, write_prediction_export, write_raw_data
 
 __all__ = ["FixResult", "fix", "fix_crop_array"]
@@ -368,8 +368,6 @@ def fix(
 def _apply(project_file: Path, plans, plans_by_stem, crop_rel, probab_rel, result: FixResult,
            backup: tuple[Path, Path, list[Path]] | None) -> None:
     import h5py
-
-    from .images import write_ilastik_h5
 
     temps: list[Path] = []
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..io import atomic_output
+from ..io import atomic_output, check_image_budget, check_tiff_complete
 
 __all__ = [
     "AGGREGATIONS",
@@ -114,8 +114,6 @@ def _fix_image_shape(path: Path, shape: tuple[int, ...]) -> tuple[tuple[int, ...
 def steinbock_image_shape(path: str | os.PathLike) -> tuple[int, int, int]:
     """The CYX shape of a steinbock image from its TIFF header (no pixels are read)."""
     import tifffile
-
-    from ..io import check_image_budget, check_tiff_complete
 
     path = Path(path)
     try:

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..batch import progress
 from ..errors import InputError
+from ..naming import check_distinct_outputs
 from .images import (
     create_ilastik_crop,
     create_ilastik_image,
@@ -194,11 +195,7 @@ def prepare(
     _check_channels(img_files, panel, groups)
     img_out, crop_out = Path(img_out), Path(crop_out)
     out_files = [img_out / ilastik_image_name(f) for f in img_files]
-    seen: dict[Path, Path] = {}
-    for f, out in zip(img_files, out_files):
-        if out in seen:
-            raise InputError(f"{f} and {seen[out]} would both be written to {out}")
-        seen[out] = f
+    check_distinct_outputs(img_files, out_files)
 
     result = PrepareResult()
     img_out.mkdir(parents=True, exist_ok=True)

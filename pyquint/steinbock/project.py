@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..ilastik._version import PIXEL_WORKFLOWS, check_version
 from ..io import atomic_output
 from .images import AXISTAGS_CYX, DISPLAY_MODE, H5_LIBVER
 
@@ -207,8 +208,6 @@ def require_pixel_project(project_file: str | os.PathLike) -> None:
     """Prove that ``project_file`` is an ilastik Pixel Classification project before anything
     is planned or written (any other HDF5 file is refused, never patched)."""
     import h5py
-
-    from ..ilastik._version import PIXEL_WORKFLOWS, check_version
 
     project_file = Path(project_file)
 

@@ -131,7 +131,7 @@ class TilePredictor:
 
     def features(self, window: np.ndarray) -> np.ndarray:
         return compute_features(window, self.selection, axes="yxc", rounding=self.rounding,
-                                n_threads=self.feature_threads)
+                                n_jobs=self.feature_threads)
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """Forest probabilities of ``(h, w, F)`` features (a view into the window is fine)."""
@@ -189,7 +189,7 @@ class TilePredictor:
             out = np.empty(shape + (self.n_classes,), np.float32)
             forest = self.forest.predict_proba
         threads = self.feature_threads or self.forest_threads or os.cpu_count() or 1
-        bands = feature_bands(window, self.selection, axes="yxc", n_threads=threads)
+        bands = feature_bands(window, self.selection, axes="yxc", n_jobs=threads)
 
         def consume(y0: int, y1: int, feats: np.ndarray) -> None:
             out[y0 - rows.start:y1 - rows.start] = forest(feats[:, cols], n_classes=self.n_classes,

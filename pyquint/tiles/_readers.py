@@ -27,7 +27,7 @@ from ..io import (
     reorder_axes,
     split_h5_path,
 )
-from ..zarrio import is_zarr_path
+from ..zarrio import is_zarr_path, open_zarr
 
 __all__ = ["LazyImage", "ArrayImage", "open_lazy"]
 
@@ -388,6 +388,36 @@ class TiffImage(LazyImage):
         self._lock = threading.Lock()
 
 
+class ZarrImage(LazyImage):
+    """A 2-D zarr / OME-Zarr image (one resolution level); only the chunks a window touches
+    are read. Pickles as its path and reopens the store on first use."""
+
+    def __init__(self, path: str | os.PathLike, axes: str | None = None, scale_level: int = 0,
+                 frame: int | None = None) -> None:
+        self.frame = frame
+        self.path = os.fspath(path)
+        self._axes_override = axes
+        self.scale_level = int(scale_level)
+        self._array: Any = None
+        self._open()
+
+    def _open(self) -> Any:
+        array, axes = open_zarr(self.path, self._axes_override, self.scale_level)
+        self._set_layout(tuple(array.shape), axes, array.dtype)
+        self._array = array
+        return array
+
+    def _read_stored(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        array = self._array if self._array is not None else self._open()
+        return np.asarray(array[self._stored_index(y0, y1, x0, x1)])  # t, z are singletons
+
+    def close(self) -> None:
+        self._array = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_array": None}
+
+
 def open_lazy(source: str | os.PathLike | np.ndarray | LazyImage, axes: str | None = None,
               *, scale_level: int = 0, frame: int | None = None) -> LazyImage:
     """Open an image for window-by-window reading.
@@ -416,8 +446,6 @@ def open_lazy(source: str | os.PathLike | np.ndarray | LazyImage, axes: str | No
     if isinstance(source, np.ndarray):
         return ArrayImage(source, axes, frame=frame)
     if is_zarr_path(source):
-        from ._zarr import ZarrImage  # _zarr builds on this module
-
         return ZarrImage(source, axes, scale_level, frame=frame)
     file, _ = split_h5_path(source)
     if not file.exists():

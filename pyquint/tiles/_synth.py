@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import make_section
 from ..errors import InputError
 from ..io import H5_SUFFIXES, TIFF_SUFFIXES, atomic_output, split_h5_path
 from ._writers import open_writer
@@ -16,8 +17,6 @@ __all__ = ["make_test_image", "mosaic_tile"]
 
 
 def _patterns(seed: int, n_patterns: int, size: int) -> list[np.ndarray]:
-    from ..data import make_section
-
     return [make_section(seed * 1009 + k, (size, size)).image for k in range(n_patterns)]
 
 

@@ -24,6 +24,14 @@ import numpy as np
 
 from ..errors import InputError, PyquintError
 from ..io import H5_SUFFIXES, TIFF_SUFFIXES, atomic_output, axistags_json, split_h5_path
+from ..zarrio import (
+    _zarr,
+    atomic_dir,
+    create_levels,
+    fill_levels,
+    multiscales_metadata,
+    split_zarr_path,
+)
 from ._png import ClosingWriter, PNGStreamWriter
 
 __all__ = ["TileWriter", "H5TileWriter", "TiffTileWriter", "PNGTileWriter", "open_writer", "FORMATS"]
@@ -309,6 +317,49 @@ class TiffTileWriter(TileWriter):
             self._thread.join(timeout=30)
 
 
+class OmeZarrTileWriter(TileWriter):
+    """An OME-Zarr 0.4 image (``cyx``) written tile by tile, straight into its chunks.
+
+    Extra parameters: ``n_levels`` (resolution levels; extra ones are made from level 0 when
+    the image is complete) and ``attrs`` (group attributes, e.g. ``drange``).
+    """
+
+    def __init__(self, path: str | os.PathLike, shape: tuple[int, int, int], dtype: Any,
+                 bands: Sequence[tuple[int, int]], *, n_levels: int = 1,
+                 attrs: dict | None = None) -> None:
+        super().__init__(path, shape, dtype, bands)
+        # the base class prepared a temporary *file*; a zarr store is a folder
+        with contextlib.suppress(PyquintError):
+            self._atomic.__exit__(PyquintError, PyquintError("replaced"), None)
+        store, _ = split_zarr_path(path)
+        self._atomic = atomic_dir(store)
+        self._tmp = self._atomic.__enter__()
+        h, w, c = self.shape
+        try:
+            self._group = _zarr().open_group(str(self._tmp), mode="w", zarr_format=2)
+            self._arrays = create_levels(self._group, (c, h, w), "cyx", self.dtype, n_levels)
+            self._group.attrs["multiscales"] = multiscales_metadata("cyx", n_levels, store.stem)
+            for key, value in (attrs or {}).items():
+                self._group.attrs[key] = np.asarray(value).tolist()
+        except BaseException:
+            self.abort()
+            raise
+        self._filled = 0
+
+    def _put_block(self, y0: int, x0: int, block: np.ndarray) -> None:
+        h, w = block.shape[:2]
+        self._arrays[0][:, y0:y0 + h, x0:x0 + w] = np.moveaxis(block, -1, 0)
+        self._filled += h * w
+
+    def _check_complete(self) -> None:
+        if self._filled != self.shape[0] * self.shape[1]:
+            raise PyquintError(f"{self.path}: image incomplete ({self._filled} of "
+                               f"{self.shape[0] * self.shape[1]} pixels written)")
+
+    def _finish(self) -> None:
+        fill_levels(self._arrays, "cyx")
+
+
 def open_writer(path: str | os.PathLike, shape: tuple[int, int, int], dtype: Any,
                 bands: Sequence[tuple[int, int]], *, palette: np.ndarray | None = None,
                 attrs: dict | None = None, compression: str | None = None) -> TileWriter:
@@ -332,7 +383,5 @@ def open_writer(path: str | os.PathLike, shape: tuple[int, int, int], dtype: Any
     if suffix == ".png":
         return PNGTileWriter(path, shape, dtype, bands, palette=palette)
     if suffix == ".zarr":
-        from ._zarr import OmeZarrTileWriter
-
         return OmeZarrTileWriter(path, shape, dtype, bands, attrs=attrs)
     raise InputError(f"{path}: cannot stream {suffix!r}; use .png, .tif(f), .h5 or .zarr")

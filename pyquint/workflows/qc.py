@@ -29,6 +29,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..io import atomic_output, write_png
+
 __all__ = [
     "ColourCount",
     "count_colour_objects",
@@ -205,10 +207,7 @@ def provenance(parameters: dict, inputs: Sequence[str | os.PathLike], model: str
 
 
 def _png_data_uri(rgb: np.ndarray) -> str:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG")
+    buf = write_png(io.BytesIO(), rgb)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
@@ -220,8 +219,6 @@ def write_report(path: str | os.PathLike, title: str, table: Sequence[dict], mon
     ``intro_html`` goes above the table and ``after_table_html`` below it (already-escaped
     HTML built by the caller, e.g. the next-step box and notes on the columns).
     """
-    from ..io import atomic_output
-
     columns: list[str] = []
     for row in table:
         columns.extend(k for k in row if k not in columns)

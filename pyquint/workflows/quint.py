@@ -26,8 +26,6 @@ Sections whose PNG already exists are not recomputed (resume) unless ``run.overw
 
 from __future__ import annotations
 
-import glob
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,14 +35,29 @@ import numpy as np
 
 from ..batch import guard_outputs, progress
 from ..errors import InputError
-from ..io import IMAGE_SUFFIXES, read_image, to_canonical, write_image
+from ..export import export_array
+from ..ilastik import ProjectPredictor, load_feature_selection, read_project
+from ..imagej import apply_lut_imagej
+from ..io import read_image, to_canonical, write_image
+from ..lut import load_lut, write_lut, write_palette_png, write_rgb_png
+from ..objects import ObjectClassifier, threshold_objects
+from ..objects.classifier import ObjectLabelWarning, object_labels_from_image
+from ..objects.export import write_table
+from ..pixel import PixelClassifier, simple_segmentation
 from . import qc
 from .config import QuintConfig
+from .pynutil_step import check_pynutil_inputs, region_counts
+from .report import _write_csv, write_run_outputs
+from .sections import (
+    SEGMENTATION_DIR,
+    check_section_names,
+    list_sections,
+    load_labels,
+    load_section,
+    match_by_name,
+)
 
 __all__ = ["QuintResult", "SectionResult", "list_sections", "plan", "run_quint"]
-
-SEGMENTATION_DIR = "segmentations"
-
 
 @dataclass
 class SectionResult:
@@ -81,110 +94,12 @@ class QuintResult:
         return float(np.mean(values)) if values else None
 
 
-# --------------------------------------------------------------------------- inputs
-def list_sections(config: QuintConfig) -> list[Path]:
-    """The section files of a configuration (a folder or a glob), sorted."""
-    spec = config.input.sections
-    root = config.resolve(spec)
-    if root is not None and root.is_dir():
-        files = sorted(p for p in root.iterdir()
-                       if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
-        where = f"folder {root}"
-    else:
-        pattern = str(root) if root is not None else spec
-        files = sorted(Path(p) for p in glob.glob(pattern) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
-        where = f"pattern {pattern}"
-        if not files and not any(ch in spec for ch in "*?["):
-            raise InputError(f"input.sections: {pattern} is neither a folder nor a glob that matches files")
-    if not files:
-        raise InputError(f"input.sections: no section images in {where}")
-    return files
-
-
-def _check_names(files: list[Path]) -> None:
-    from ..lut import check_nutil_names
-
-    problems = check_nutil_names(files)
-    if problems:
-        raise InputError(
-            "these section names break Nutil's/PyNutil's naming rules (one '_s<digits>' id, no '.' "
-            "or spaces, unique section numbers); rename them before running:\n  " + "\n  ".join(problems)
-        )
-
-
-def _match_by_name(sections: list[Path], folder: Path, what: str) -> dict[Path, Path]:
-    """Map each section to the file of the same name (or same stem / section id) in ``folder``."""
-    from ..lut import section_id
-
-    if not folder.is_dir():
-        raise InputError(f"{what}: {folder} is not a folder")
-    candidates = [p for p in sorted(folder.iterdir())
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES]
-    if not candidates:
-        raise InputError(f"{what}: no images in {folder}")
-    by_stem = {s.stem: s for s in sections}
-    by_id = {section_id(s.name): s for s in sections}
-    matched: dict[Path, Path] = {}
-    unmatched = []
-    for cand in candidates:
-        section = by_stem.get(cand.stem)
-        if section is None:
-            sid = section_id(cand.name)
-            section = by_id.get(sid) if sid is not None else None
-        if section is None:
-            unmatched.append(cand.name)
-        else:
-            matched[section] = cand
-    if unmatched:
-        raise InputError(f"{what}: these files match no section (by name or _sXXX id): {', '.join(unmatched)}")
-    return matched
-
-
-def _load_section(path: Path, config: QuintConfig) -> np.ndarray:
-    data, axes = read_image(path, axes=config.input.axes)
-    image, canonical = to_canonical(data, axes)
-    if canonical != "yxc":
-        raise InputError(f"{path}: QUINT sections must be 2-D images, got axes {canonical!r}")
-    if config.input.resize is not None and config.input.resize != 1:
-        image = _resize(image, config.input.resize, nearest=False)
-    return image
-
-
-def _resize(image: np.ndarray, factor: float, *, nearest: bool) -> np.ndarray:
-    """Downscale ``yxc`` (or ``yx``) by ``factor``: area averaging for images, nearest for labels."""
-    import cv2
-
-    h, w = image.shape[:2]
-    size = (max(1, round(w * factor)), max(1, round(h * factor)))
-    interp = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA
-    src = image if image.dtype != np.bool_ else image.astype(np.uint8)
-    channels = [cv2.resize(np.ascontiguousarray(src[..., c]), size, interpolation=interp)
-                for c in range(src.shape[-1])] if src.ndim == 3 else [cv2.resize(src, size, interpolation=interp)]
-    out = np.stack(channels, axis=-1) if src.ndim == 3 else channels[0]
-    return out.astype(image.dtype, copy=False)
-
-
-def _load_labels(path: Path, shape: tuple[int, int], config: QuintConfig) -> np.ndarray:
-    data, axes = read_image(path)
-    labels, canonical = to_canonical(data, axes)
-    if canonical != "yxc" or labels.shape[-1] != 1:
-        raise InputError(f"{path}: a label image must be single-channel 2-D, got {canonical} {labels.shape}")
-    labels = labels[..., 0]
-    if labels.shape != shape and config.input.resize is not None:
-        original = _resize(labels[..., None], config.input.resize, nearest=True)[..., 0]
-        if original.shape == shape:
-            labels = original
-    if labels.shape != shape:
-        raise InputError(f"{path}: label image shape {labels.shape} differs from its section's {shape}")
-    return labels
-
-
 # --------------------------------------------------------------------------- pipeline
 def plan(config: QuintConfig) -> list[tuple[Path, Path, str]]:
     """What a run would do: (section, output PNG, "compute" | "skip (exists)")."""
     config.validate()
     sections = list_sections(config)
-    _check_names(sections)
+    check_section_names(sections)
     out_dir = config.resolve(config.output.folder) / SEGMENTATION_DIR
     rows = []
     for s in sections:
@@ -196,45 +111,33 @@ def plan(config: QuintConfig) -> list[tuple[Path, Path, str]]:
 
 def _pixel_model(config: QuintConfig, sections: list[Path], out_dir: Path):
     """Train or load the pixel classifier; returns (predictor, class_names, model_path)."""
-    from ..features import FeatureSelection
-    from ..pixel import PixelClassifier
-
     p = config.pixel
     if p.model:
         clf = PixelClassifier.load(config.resolve(p.model))
         return clf, list(clf.class_names_), config.resolve(p.model)
     if p.ilp:
-        from ..ilastik import ProjectPredictor, read_project
-
         predictor = ProjectPredictor(read_project(config.resolve(p.ilp)), retrain=p.retrain,
                                      n_trees=p.trees, seed=p.seed).fit()
         clf = predictor.classifier_
         return clf, list(clf.class_names_), config.resolve(p.ilp)
-    matched = _match_by_name(sections, config.resolve(p.labels), "pixel.labels")
+    matched = match_by_name(sections, config.resolve(p.labels), "pixel.labels")
     images, labels = [], []
     for section, label_path in progress(matched.items(), "loading training images", len(matched)):
-        image = _load_section(section, config)
+        image = load_section(section, config)
         images.append(image)
-        labels.append(_load_labels(label_path, image.shape[:2], config))
-    if p.features in ("all", "steinbock"):
-        selection = getattr(FeatureSelection, p.features)()
-    else:
-        path = config.resolve(p.features)
-        try:
-            selection = FeatureSelection.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, ValueError) as exc:
-            raise InputError(f"pixel.features: {path} is not a readable selection JSON ({exc})") from exc
+        labels.append(load_labels(label_path, image.shape[:2], config))
+    named = p.features.strip().lower() in ("all", "steinbock") or p.features.lstrip().startswith("{")
+    selection = load_feature_selection(p.features if named else config.resolve(p.features),
+                                       option="pixel.features")
     clf = PixelClassifier(features=selection, n_trees=p.trees, seed=p.seed, class_names=p.class_names)
     clf.fit(images, labels)  # records the images' value range for warnings on unlike input
     model_path = out_dir / "pixel_model.h5"
-    clf.save(model_path)
+    clf.save(model_path, overwrite=True)  # the run's own model, retrained by every run
     return clf, list(clf.class_names_), model_path
 
 
 def _object_model(config: QuintConfig, sections: list[Path], pixel_clf, out_dir: Path):
     """Train or load the object classifier (or None when the step is off)."""
-    from ..objects import ObjectClassifier
-
     o = config.objects
     if not o.enabled:
         return None, None
@@ -242,18 +145,18 @@ def _object_model(config: QuintConfig, sections: list[Path], pixel_clf, out_dir:
         return ObjectClassifier.load(config.resolve(o.model)), config.resolve(o.model)
     if not o.labels:
         return None, None  # threshold + size filter only
-    matched = _match_by_name(sections, config.resolve(o.labels), "objects.labels")
+    matched = match_by_name(sections, config.resolve(o.labels), "objects.labels")
     raws, objects, labels = [], [], []
     for section, label_path in progress(matched.items(), "object training", len(matched)):
-        image = _load_section(section, config)
+        image = load_section(section, config)
         proba = pixel_clf.predict_proba(image)
         raws.append(image)
         objects.append(_threshold(proba, o))
-        labels.append(_object_labels(objects[-1], _load_labels(label_path, image.shape[:2], config), label_path))
+        labels.append(_object_labels(objects[-1], load_labels(label_path, image.shape[:2], config), label_path))
     clf = ObjectClassifier(n_trees=o.trees, seed=o.seed)
     clf.fit(raws, objects, labels)
     path = out_dir / "object_model.h5"
-    clf.save(path)
+    clf.save(path, overwrite=True)
     return clf, path
 
 
@@ -261,8 +164,6 @@ def _object_labels(objects: np.ndarray, label_image: np.ndarray, source: Path) -
     """Object id -> class from painted object labels; an object holding strokes of two classes
     takes the majority class, with a warning that names the file, the object and its position."""
     import warnings
-
-    from ..objects.classifier import ObjectLabelWarning, object_labels_from_image
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ObjectLabelWarning)
@@ -283,10 +184,10 @@ def _precheck_object_labels(config: QuintConfig, sections: list[Path]) -> None:
         return
     if o.keep_class not in (1, 2):
         raise InputError(f"objects.keep_class {o.keep_class}: the object classes are 1 (keep) and 2 (artefact)")
-    matched = _match_by_name(sections, config.resolve(o.labels), "objects.labels")
+    matched = match_by_name(sections, config.resolve(o.labels), "objects.labels")
     labelled = 0
     for section, label_path in matched.items():
-        labels = _load_labels(label_path, _shape_of(section, config), config)
+        labels = load_labels(label_path, _shape_of(section, config), config)
         if labels.dtype.kind not in "iub":
             raise InputError(f"{label_path}: object labels must be integers, not {labels.dtype}")
         top = int(labels.max()) if labels.size else 0
@@ -306,8 +207,6 @@ def _shape_of(section: Path, config: QuintConfig) -> tuple[int, int]:
 
 
 def _threshold(proba: np.ndarray, o, *, size_filter: bool = True) -> np.ndarray:
-    from ..objects import threshold_objects
-
     if o.channel > proba.shape[-1]:
         raise InputError(f"objects.channel {o.channel} is larger than the number of classes {proba.shape[-1]}")
     sizes = dict(min_size=o.min_size, max_size=o.max_size) if size_filter else dict(min_size=0, max_size=2**62)
@@ -330,8 +229,6 @@ class _Segmented:
 def _segment(image: np.ndarray, pixel_clf, object_clf, config: QuintConfig) -> _Segmented:
     """Pixel classification, then (optionally) the object step that drops artefacts."""
     from scipy import ndimage as ndi
-
-    from ..pixel import simple_segmentation
 
     proba = pixel_clf.predict_proba(image)
     segmentation = simple_segmentation(proba)
@@ -366,13 +263,9 @@ def _segment(image: np.ndarray, pixel_clf, object_clf, config: QuintConfig) -> _
 def _write_extras(section: Path, seg: _Segmented, object_clf, config: QuintConfig, out_dir: Path) -> None:
     """Optional per-section outputs: ilastik-layout probabilities and the object table."""
     if config.output.probabilities:
-        from ..export import export_array
-
         export_array(out_dir / "probabilities" / f"{section.stem}_Probabilities.h5", seg.proba, "yxc",
                      drange=(0.0, 1.0))
     if config.output.object_tables and seg.object_features is not None:
-        from ..objects.export import write_table
-
         write_table(out_dir / "objects" / f"{section.stem}_table.csv", seg.object_features,
                     list(object_clf.class_names), seg.object_classes, seg.object_proba)
 
@@ -384,11 +277,7 @@ def _coloured_indices(segmentation: np.ndarray, classes: list[int] | None) -> np
 
 
 def _write_png(indices: np.ndarray, lut, out: Path, config: QuintConfig, lut_file: Path | None) -> None:
-    from ..lut import write_palette_png, write_rgb_png
-
     if config.run.engine == "imagej":
-        from ..imagej import apply_lut_imagej
-
         if config.lut.rgb:
             raise InputError("run.engine = 'imagej' writes palette PNGs as ImageJ does; set lut.rgb = false")
         apply_lut_imagej(indices, lut_file, out)
@@ -417,11 +306,9 @@ def run_quint(config: QuintConfig, *, truth: str | os.PathLike | None = None, tr
     -------
     QuintResult
     """
-    from ..lut import load_lut, write_lut
-
     config.validate()
     sections = list_sections(config)
-    _check_names(sections)
+    check_section_names(sections)
     out_dir = config.resolve(config.output.folder)
     seg_dir = out_dir / SEGMENTATION_DIR
     section_dirs = {s.parent.resolve() for s in sections}
@@ -441,8 +328,6 @@ def run_quint(config: QuintConfig, *, truth: str | os.PathLike | None = None, tr
         raise InputError(f"sections have different channel counts: {channel_counts}")
 
     _precheck_object_labels(config, sections)  # before the long pixel work
-    from .pynutil_step import check_pynutil_inputs
-
     check_pynutil_inputs(config.pynutil, config.resolve)
     pixel_clf, class_names, pixel_model_path = _pixel_model(config, sections, out_dir)
     n_classes = len(class_names)
@@ -459,7 +344,7 @@ def run_quint(config: QuintConfig, *, truth: str | os.PathLike | None = None, tr
 
     def process(section: Path) -> SectionResult:
         out = outputs[section]
-        image = _load_section(section, config)
+        image = load_section(section, config)
         resumed = out.exists() and not config.run.overwrite
         found, rejected = None, {}
         if resumed:
@@ -487,7 +372,7 @@ def run_quint(config: QuintConfig, *, truth: str | os.PathLike | None = None, tr
             pynutil[c] = qc.count_colour_objects(rgb, colour)
         f1 = None
         if truth_dir is not None:
-            t = _load_labels(truth_dir / section.name, indices.shape, config)
+            t = load_labels(truth_dir / section.name, indices.shape, config)
             f1 = qc.pixel_f1(indices == evaluate_class, t == truth_value)
         return SectionResult(section.stem, out, pixels, own,
                              {c: v.objects for c, v in nutil.items()}, {c: v.pixels for c, v in nutil.items()},
@@ -497,8 +382,6 @@ def run_quint(config: QuintConfig, *, truth: str | os.PathLike | None = None, tr
     result = QuintResult(out_dir)
     with ThreadPoolExecutor(max_workers=config.run.workers) as pool:
         result.sections = list(progress(pool.map(process, sections), "segmenting sections", len(sections)))
-
-    from .report import write_run_outputs
 
     if config.pynutil.alignment:
         _pynutil_counts(result, config, lut, coloured)
@@ -511,9 +394,6 @@ def run_quint(config: QuintConfig, *, truth: str | os.PathLike | None = None, tr
 
 def _pynutil_counts(result: QuintResult, config: QuintConfig, lut, coloured: list[int]) -> None:
     """PyNutil's per-region counts of the object colour, into ``pynutil/region_counts.csv``."""
-    from .pynutil_step import region_counts
-    from .report import _write_csv
-
     cls = config.objects.channel if config.objects.enabled and config.objects.channel in coloured else coloured[-1]
     r, g, b = (int(v) for v in lut.table[cls])
     rows = region_counts(result.output_folder / SEGMENTATION_DIR, config.pynutil, config.resolve, (b, g, r))

@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_output, write_image
+from ..lut import colour_table, legend_image, write_colour_table
 from . import qc
 from .config import QuintConfig
+from .sections import SEGMENTATION_DIR, load_section
 
 __all__ = ["write_run_outputs"]
 
@@ -127,9 +129,6 @@ def write_run_outputs(result, config: QuintConfig, sections: list[Path], class_n
                       truth_dir: Path | None = None, truth_value: int = 1, evaluate_class: int = 2) -> None:
     """Write legend.png, nutil_colours.csv, summary.csv, qc_montage.png, report.html and
     provenance.json into the run's folder, recording them in ``result.files``."""
-    from ..lut import colour_table, legend_image, write_colour_table
-    from .quint import SEGMENTATION_DIR, _load_section
-
     out_dir = result.output_folder
     names = {c: _class_label(class_names, c) for c in coloured}
     legend = np.asarray(legend_image([names[c] for c in coloured], lut, coloured, swatch=LEGEND_SWATCH,
@@ -148,7 +147,7 @@ def write_run_outputs(result, config: QuintConfig, sections: list[Path], class_n
     for section, s in zip(sections, result.sections):
         rgb = qc.read_png_rgb(s.output)
         over = qc.read_png_rgb(out_dir / "overlays" / s.output.name)
-        rows_for_montage.append((s.name, _load_section(section, config), rgb, over))
+        rows_for_montage.append((s.name, load_section(section, config), rgb, over))
     montage = qc.make_montage(rows_for_montage, height=240)
     result.files["montage"] = write_image(out_dir / "qc_montage.png", montage, "yxc")
     parameters = config.to_dict()
