@@ -403,7 +403,7 @@ def open_lazy(source: str | os.PathLike | np.ndarray | LazyImage, axes: str | No
         Resolution level of an OME-Zarr image (``image.zarr``, read chunk by chunk; also
         plain zarr arrays).
     frame : int, optional
-        The time point to read from a time series (HDF5, zarr, ``.npy``, arrays); each frame
+        The time point to read from a time series (HDF5, zarr, TIFF, ``.npy``, arrays); each frame
         is then a 2-D image of its own. ``n_frames`` tells how many there are.
 
     Returns
@@ -429,9 +429,10 @@ def open_lazy(source: str | os.PathLike | np.ndarray | LazyImage, axes: str | No
     if suffix in H5_SUFFIXES:
         return H5Image(source, axes, frame=frame)
     if suffix in TIFF_SUFFIXES:
-        if frame:
-            raise InputError(f"{file}: time points of TIFF files are not read tile by tile; "
-                             "convert the series to HDF5 or zarr")
+        if frame is not None:  # a time point of a series (ImageJ hyperstack, OME-TIFF)
+            from ._tiff_frames import TiffFrameImage
+
+            return TiffFrameImage(file, axes, frame)
         return TiffImage(file, axes)
     if suffix == ".npy":
         return NpyImage(file, axes, frame=frame)
