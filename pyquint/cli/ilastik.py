@@ -41,8 +41,9 @@ def _fail(exc: PyquintError) -> click.ClickException:
               help=f"What to export: {SOURCES_HELP} (case-insensitive; default Probabilities). "
                    "Repeat it to write several results from one feature computation.")
 @click.option("--output_format", "--output-format", "output_format",
-              help="hdf5, compressed hdf5, png, tiff, npy or ome-zarr (default: the project's "
-                   "setting, else hdf5).")
+              help="hdf5, compressed hdf5, png, tiff, npy, ome-zarr, or 'png sequence' / 'tif "
+                   "sequence' (one file per time point or slice; needs {slice_index} in "
+                   "--output_filename_format) (default: the project's setting, else hdf5).")
 @click.option("--output_filename_format", "--output-filename-format", "output_filename_format",
               help="Output path pattern with {dataset_dir}, {nickname}, {result_type} "
                    "(default: the project's, else {dataset_dir}/{nickname}_{result_type}); "

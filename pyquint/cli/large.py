@@ -89,18 +89,24 @@ def _palette(spec: str | None, classifier) -> np.ndarray | None:
 @click.option("--axes", help="Stored axes of the images when the file does not say, e.g. cyx.")
 @click.option("--scale-level", type=click.IntRange(0), default=0,
               help="Resolution level of OME-Zarr inputs (0 = full resolution).")
+@click.option("--output-filename-format", "name_format",
+              help="Output names: {dataset_dir} (the -o folder), {nickname}, {result_type} and, "
+                   "for time series, {slice_index} (the time point, zero-padded as ilastik pads "
+                   "its sequences). Default {dataset_dir}/{nickname}_{result_type}, and for "
+                   "series pyquint's ..._t0000, _t0001, ...")
 @click.option("--overwrite", is_flag=True, help="Recompute images whose outputs all exist.")
 def predict(model: Path, images: tuple[str, ...], out: Path, sources: tuple[str, ...],
             fmts: tuple[str, ...],
             lut: str | None, tile: int, halo: int | None, workers: int | None,
             scheduler: str | None, rounding: str | None, axes: str | None, scale_level: int,
-            overwrite: bool) -> None:
+            name_format: str | None, overwrite: bool) -> None:
     """Predict MODEL (a pyquint model or an ilastik .ilp) on IMAGES, tile by tile.
 
     IMAGES are files or folders: HDF5 (file.h5/dataset), TIFF (tiled or stripped), .npy and
     OME-Zarr / zarr (image.zarr, --scale-level) are read window by window; other formats are
-    loaded whole. Time series (HDF5, zarr, .npy with a t axis) are predicted frame by frame
-    into one output per time point, {nickname}_{source}_t0000.{ext} ...
+    loaded whole. Time series (HDF5, zarr, TIFF hyperstacks, .npy with a t axis) are
+    predicted frame by frame into one output per time point, {nickname}_{source}_t0000.{ext}
+    ..., or named by --output-filename-format with {slice_index} as ilastik names sequences.
 
     \b
     Example (a 30,000 × 30,000 section, Nutil-ready Glasbey PNG):
@@ -108,7 +114,7 @@ def predict(model: Path, images: tuple[str, ...], out: Path, sources: tuple[str,
           --output-format png --lut glasbey -o out/
     """
     from ..batch import collect_inputs, progress
-    from ..export import export_filename, normalize_source
+    from ..export import normalize_source
     from ..tiles import frame_count, predict_tiled
 
     try:
@@ -130,9 +136,8 @@ def predict(model: Path, images: tuple[str, ...], out: Path, sources: tuple[str,
             for image in progress(inputs, desc="images", total=len(inputs)):
                 n_frames = frame_count(image, axes, scale_level)
                 for frame in range(n_frames):
-                    outputs = [(s, _frame_name(export_filename(image, s, _FORMATS[f], dataset_dir=out),
-                                               frame if n_frames > 1 else None))
-                               for s in names for f in fmts]
+                    outputs = [(s, _frame_name(image, s, _FORMATS[f], out, name_format, frame,
+                                               n_frames)) for s in names for f in fmts]
                     what = f"{image} t={frame}" if n_frames > 1 else f"{image}"
                     if not overwrite and all(p.exists() for _, p in outputs):
                         click.echo(f"skip {what} (outputs exist; --overwrite to redo)")
@@ -152,11 +157,22 @@ def predict(model: Path, images: tuple[str, ...], out: Path, sources: tuple[str,
         raise click.ClickException(str(exc)) from exc
 
 
-def _frame_name(path: Path, frame: int | None) -> Path:
-    """``x_Probabilities.h5`` → ``x_Probabilities_t0003.h5`` for time point 3 of a series."""
-    if frame is None:
-        return path
-    return path.with_name(f"{path.stem}_t{frame:04d}{path.suffix}")
+def _frame_name(image: str, source: str, fmt: str, out: Path, name_format: str | None,
+                frame: int, n_frames: int) -> Path:
+    """The output of one time point: ``{slice_index}`` in ``name_format`` is filled in as
+    ilastik fills it (pyquint.sequences); without a pattern a series gets pyquint's
+    ``x_Probabilities_t0003.h5`` for time point 3."""
+    from ..export import export_filename
+    from ..sequences import has_slice_index, slice_path
+
+    if name_format and has_slice_index(name_format):
+        return export_filename(image, source, fmt, os.fspath(slice_path(name_format, frame, n_frames)),
+                               dataset_dir=out)
+    if name_format and n_frames > 1:
+        raise PyquintError(f"{image} has {n_frames} time points: put {{slice_index}} in "
+                           "--output-filename-format so that each gets its own file")
+    path = export_filename(image, source, fmt, name_format, dataset_dir=out)
+    return path if n_frames == 1 else path.with_name(f"{path.stem}_t{frame:04d}{path.suffix}")
 
 
 @cli.command("make-test-image")
