@@ -64,7 +64,8 @@ def _write(folder: Path, name: str, raw: np.ndarray, proba: np.ndarray) -> tuple
     return raw_path, pm
 
 
-def _project(path: Path, raw_path: Path, pm: Path, labels: dict[int, dict[int, int]]) -> Path:
+def _project(path: Path, raw_path: Path, pm: Path, labels: dict[int, dict[int, int]],
+             method: int = 0) -> Path:
     with h5py.File(path, "w") as f:
         f["ilastikVersion"] = b"1.3.3post1"
         f["workflowName"] = b"Object Classification (from prediction image)"
@@ -76,7 +77,7 @@ def _project(path: Path, raw_path: Path, pm: Path, labels: dict[int, dict[int, i
             g["nickname"] = target.split(".")[0].encode()
             g["axistags"] = axistags_json(axes).encode()
         t = f.create_group("ThresholdTwoLevels")
-        for key, value in {"CurOperator": 0, "Channel": 1, "CoreChannel": 1, "LowThreshold": 0.5,
+        for key, value in {"CurOperator": method, "Channel": 1, "CoreChannel": 1, "LowThreshold": 0.5,
                            "HighThreshold": 0.8, "MinSize": 5, "MaxSize": 100000}.items():
             t[key] = value
         for a in "xyz":
@@ -142,3 +143,17 @@ def test_object_project_time_series(tmp_path: Path) -> None:
     for t in range(3):
         got = np.asarray(Image.open(tmp_path / f"test-data_Object Predictions_{t}.png"))
         assert np.array_equal(got, expected[t])
+
+
+def test_graph_cut_and_ipht_are_refused(tmp_path: Path) -> None:
+    raw, proba = _series(3, t=1)
+    raw_path, pm = _write(tmp_path, "img", raw, proba)
+    env = {"PYTHONPATH": str(ROOT), "PYQUINT_NO_PROGRESS": "1", "PATH": "/usr/bin:/bin"}
+    for method, name in ((2, "Graph-Cut"), (3, "IPHT")):
+        ilp = _project(tmp_path / f"m{method}.ilp", raw_path, pm, {0: {1: 1, 2: 2}}, method)
+        res = subprocess.run([sys.executable, "-m", "pyquint", "ilastik", "predict", str(ilp),
+                              "--raw_data", f"{raw_path}/data", "--prediction_maps", str(pm)],
+                             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 1 and name in res.stderr and "Traceback" not in res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("*Object*"))

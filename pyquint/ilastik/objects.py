@@ -26,6 +26,7 @@ from .project import IlastikProject, _text, open_readonly, read_project
 __all__ = ["ObjectSettings", "object_settings", "predict_object_project"]
 
 _METHODS = {0: "simple", 1: "hysteresis"}
+_UNSUPPORTED = {2: "Graph-Cut", 3: "IPHT (identity-preserving hysteresis)"}
 
 
 @dataclass
@@ -58,9 +59,10 @@ class ObjectSettings:
 
 def _threshold_kwargs(settings: dict[str, Any], source: object) -> dict[str, Any]:
     method = int(settings.get("CurOperator", 0))
-    if method not in _METHODS:
-        raise InputError(f"{source}: threshold method {method} (graph cut / IPHT) is not supported; "
-                         "use Simple or Hysteresis")
+    if method not in _METHODS:  # ilastik's ThresholdMethod: 2 = GRAPHCUT, 3 = IPHT
+        name = _UNSUPPORTED.get(method, f"number {method}")
+        raise InputError(f"{source}: the project thresholds with the {name} method, which pyquint "
+                         "does not run; switch it to Simple or Hysteresis in ilastik")
     sigma = settings.get("SmootherSigma") or {}
     sig = tuple(float(sigma[a]) for a in ("y", "x") if a in sigma) or (1.0, 1.0)
     return {
