@@ -66,8 +66,9 @@ def _fail(exc: PyquintError) -> click.ClickException:
               help="Train a new forest from the project's labels (and its lanes' images) instead "
                    "of using the stored one. Projects without a stored forest always retrain.")
 @click.option("--seed", type=int, default=None, help="Seed of a retrained forest.")
-@click.option("--rounding", type=click.Choice(["exact", "muladd", "fast"]), default=None,
-              help="Feature arithmetic (default: fast for ilastik >= 1.4 projects, muladd before).")
+@click.option("--rounding", type=click.Choice(["exact", "muladd", "fast", "vigra"]), default=None,
+              help="Feature arithmetic (default: fast for ilastik >= 1.4 projects, muladd before; "
+                   "vigra: ilastik's vigra filters, the best match for 1.2 projects).")
 @click.option("--threads", type=int, default=None, help="Threads (default: all cores).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: skip them, "
                                                  "so an interrupted batch resumes).")

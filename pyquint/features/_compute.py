@@ -23,8 +23,9 @@ from ._selection import (
 __all__ = ["compute_features", "feature_bands", "ROUNDINGS"]
 
 #: ``exact``: fastfilters' float32 FMA arithmetic (ilastik ≥ 1.4); ``muladd``: the same without
-#: FMA (ilastik < 1.4 builds); ``fast``: OpenCV/scipy, a few float32 ulps from ``exact``.
-ROUNDINGS = ("exact", "muladd", "fast")
+#: FMA (ilastik < 1.4 builds); ``fast``: OpenCV/scipy, a few float32 ulps from ``exact``;
+#: ``vigra``: ilastik's vigra code path (double passes, unswapped structure tensor; 1.2 projects).
+ROUNDINGS = ("exact", "muladd", "fast", "vigra")
 
 # A kernel spec: (sigma, derivative order, window). Order 1 kernels are antisymmetric.
 _Kernel = tuple[float, int, float]
@@ -217,11 +218,13 @@ def compute_features(
         Axes of ``image`` over ``tzyxc`` (``"yxc"``, ``"zyxc"``, ``"yx"``, ``"cyx"``, …); the
         output is in ilastik's canonical order (``yxc``, ``zyxc``; ``t`` first if present).
         Default: ``"yx"`` for a 2-D array (a grey image), ``"yxc"`` for 3-D, ``"zyxc"`` for 4-D.
-    rounding : {"exact", "muladd", "fast"}
+    rounding : {"exact", "muladd", "fast", "vigra"}
         ``"exact"`` reproduces fastfilters (ilastik ≥ 1.4) bit for bit away from the image
         border; ``"muladd"`` its builds without FMA (ilastik < 1.4); ``"fast"`` uses OpenCV,
         several times faster, and differs from ``"exact"`` by a few float32 ulps of the
-        pre-smoothed image (≤ 1e-5 relative for inputs of order 1).
+        pre-smoothed image (≤ 1e-5 relative for inputs of order 1); ``"vigra"`` ilastik's
+        vigra filters (double arithmetic, structure tensor scales unswapped), which the stored
+        forests of ilastik 1.2 projects fit best.
     n_threads : int, optional
         Threads over (input channel, scale) pairs; default ``min(4, os.cpu_count())``,
         ``-1`` every core.
@@ -259,6 +262,10 @@ def compute_features(
     z_size = spatial[0] if nd == 3 else 1
     in2d = selection.in_2d(nd, z_size)
     _check_size(selection, spatial, in2d)
+    if rounding == "vigra":  # ilastik 1.2's vigra filters (pyquint.features._vigra)
+        from ._vigra import vigra_features
+
+        return vigra_features(data, selection)
 
     if n_threads is None:
         n_threads = min(4, os.cpu_count() or 1)

@@ -57,8 +57,9 @@ class ProjectPredictor:
         forest are always retrained, as ilastik does.
     selection : FeatureSelection, optional
         Override the project's feature selection (required when the project has none).
-    rounding : {"exact", "muladd", "fast"}, optional
-        Feature arithmetic; default :func:`default_rounding`.
+    rounding : {"exact", "muladd", "fast", "vigra"}, optional
+        Feature arithmetic; default :func:`default_rounding` (``"vigra"`` fits the stored
+        forests of ilastik 1.2 projects best, docs/ilastik.md).
     n_trees, seed : int
         Forest size and seed when retraining (ilastik: 100 trees, unseeded).
     n_jobs : int, optional
