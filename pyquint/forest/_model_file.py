@@ -193,7 +193,7 @@ def check_metadata(metadata: Mapping[str, Any], where: str) -> None:
                 for c in colors)):
         raise ModelFileError(f"{where}: invalid metadata 'class_colors' must be [r, g, b] triples of 0..255")
     if "rounding" in metadata and metadata["rounding"] not in ("fast", "exact", "muladd", "vigra"):
-        raise ModelFileError(f"{where}: invalid metadata 'rounding' must be fast, exact, muladd or vigra, not "
+        raise ModelFileError(f"{where}: invalid metadata 'rounding' must be fast, exact or muladd (or vigra), not "
                              f"{metadata['rounding']!r}")
     features = metadata.get("features")
     if isinstance(features, Mapping) and "scales" in features:
