@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ._dask_frames import n_time_frames, predict_dask_frames
 from .errors import InputError, PyquintError
 from .features import feature_halo
 from .io import split_h5_path
@@ -98,7 +99,8 @@ def _as_dask_image(image: Any, axes: str | None, chunks: tuple[tuple[int, ...], 
     if reader.path:
         file = split_h5_path(reader.path)[0]
         if file.exists():
-            name = f"pyquint-read-{reader.path}-{reader.shape}-{file.stat().st_mtime_ns}"
+            name = (f"pyquint-read-{reader.path}-t{reader.frame}-{reader.shape}-"
+                    f"{file.stat().st_mtime_ns}")
     return da.from_array(_WindowArray(reader), chunks=chunks, name=name, lock=False,
                          asarray=True, meta=np.empty((0, 0, 0), reader.dtype))
 
@@ -148,6 +150,8 @@ def predict_dask(
         A trained 2-D classifier.
     image : ndarray, dask array, path or LazyImage
         ``yx``/``yxc`` pixels; a path (HDF5, TIFF, ``.npy``) is read lazily by each task.
+        Time series (files with ``t``, arrays with ``t`` in ``axes``) are predicted frame by
+        frame and the results stacked along a leading ``t`` axis.
     source : str
         ``"Probabilities"`` (``(H, W, N)`` float32), ``"Simple Segmentation"`` (``(H, W)``
         uint8), ``"Uncertainty"`` (``(H, W)`` float32) or ``"Features"`` (``(H, W, F)``).
@@ -161,7 +165,7 @@ def predict_dask(
         ``"tcp://host:port"``: connect to that ``dask.distributed`` scheduler; a ``Client``:
         use it.
     axes : str, optional
-        Stored axes of a file or array when they cannot be guessed.
+        Stored axes of a file or array when they cannot be guessed (e.g. ``"tyxc"``).
     compute : bool
         Return the computed numpy array (default) or the lazy dask array (``scheduler`` is
         then not used).
@@ -174,6 +178,11 @@ def predict_dask(
 
     if source not in DASK_SOURCES:
         raise InputError(f"unknown export source {source!r}; use one of {', '.join(DASK_SOURCES)}")
+    n_frames = n_time_frames(image, axes)
+    if n_frames > 1:  # a time series: one graph per frame, never a chunk across t
+        stacked = predict_dask_frames(functools.partial(predict_dask, classifier), image, axes,
+                                      n_frames, source=source, chunks=chunks, halo=halo)
+        return _compute(stacked, scheduler) if compute else stacked
     predictor = TilePredictor(classifier, [source])
     depth = feature_halo(predictor.selection) if halo is None else int(halo)
     if depth < 0:
@@ -201,6 +210,11 @@ def predict_dask(
     )
     if not compute:
         return result
+    return _compute(result, scheduler)
+
+
+def _compute(result: Any, scheduler: Any) -> np.ndarray:
+    """Compute a lazy result on the scheduler ``predict_dask`` was given."""
     if scheduler is None or scheduler == "threads":
         return result.compute(scheduler="threads")
     if scheduler in ("sync", "synchronous", "single-threaded"):

@@ -30,6 +30,7 @@ import numpy as np
 
 from .errors import InputError
 from .io import atomic_output, axistags_json, reorder_axes, split_h5_path
+from .sequences import SEQUENCE_FORMATS, SlicePlaceholder, is_sequence_format, sequence_slices
 from .zarrio import is_zarr_path, split_zarr_path, write_ome_zarr
 
 __all__ = [
@@ -69,6 +70,7 @@ EXPORT_FORMATS = {
     "npy": "npy",
     "numpy": "npy",
     "ome-zarr": "zarr",  # OME-Zarr 0.4 (needs the optional zarr package)
+    **SEQUENCE_FORMATS,  # one 2-D file per slice, named by {slice_index} (pyquint.sequences)
 }
 DEFAULT_FILENAME_FORMAT = "{dataset_dir}/{nickname}_{result_type}"
 _KNOWN_EXTENSIONS = {".h5", ".hdf5", ".hdf", ".png", ".tif", ".tiff", ".npy", ".zarr"}
@@ -177,6 +179,8 @@ def export_filename(
         "nickname": nickname(raw_path),
         "result_type": normalize_source(source),
     }
+    if is_sequence_format(normalize_format(fmt)):
+        known["slice_index"] = SlicePlaceholder()  # filled in per slice by the writer
     if shape is not None and axes is not None:
         if len(shape) != len(axes):
             raise InputError(f"shape {tuple(shape)} does not match axes {axes!r}")
@@ -366,6 +370,9 @@ def export_array(
         data, axes = reorder_axes(data, axes, output_axes), output_axes
     if fmt in ("hdf5", "compressed hdf5"):
         _write_h5(file, inner or internal_path, data, axes, drange, fmt == "compressed hdf5")
+    elif is_sequence_format(fmt):
+        for slice_file, part, part_axes in sequence_slices(file, data, axes):
+            (_write_png if fmt == "png sequence" else _write_tiff)(slice_file, part, part_axes)
     elif fmt == "png":
         _write_png(file, data, axes)
     elif fmt in ("tif", "tiff", "multipage tiff"):

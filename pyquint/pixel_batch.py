@@ -196,8 +196,11 @@ def plan_outputs(
         for p in plan:
             for other_source in EXPORT_SOURCES:
                 for other_fmt in EXPORT_FORMATS:
-                    o = export_filename(p, other_source, other_fmt, spec.filename_format,
-                                        dataset_dir=spec.output_dir)
+                    try:
+                        o = export_filename(p, other_source, other_fmt, spec.filename_format,
+                                            dataset_dir=spec.output_dir)
+                    except InputError:  # e.g. {slice_index}, which only sequence formats fill
+                        continue
                     made_by.setdefault(o.resolve(), p.resolve())
     plan = {p: outs for p, outs in plan.items()
             if made_by.get(p.resolve(), p.resolve()) == p.resolve() or p in given}

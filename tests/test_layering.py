@@ -17,12 +17,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pyquint"
 # Lowest first; a module may import from its own layer and the layers before it.
 LAYERS: list[tuple[str, ...]] = [
     ("pyquint", "pyquint.errors", "pyquint._outputs", "pyquint.axes", "pyquint.io", "pyquint.zarrio",
-     "pyquint.parallel", "pyquint.naming", "pyquint.batch", "pyquint.tiling", "pyquint.data",
+     "pyquint.parallel", "pyquint.naming", "pyquint.batch", "pyquint.tiling", "pyquint.sequences", "pyquint.data",
      "pyquint.sample_sections"),
     ("pyquint.features",),
     ("pyquint.forest",),
     ("pyquint.pixel", "pyquint.pixel_sources", "pyquint.frames", "pyquint.export", "pyquint.pixel_batch"),
-    ("pyquint.tiles", "pyquint.distributed"),
+    ("pyquint.tiles", "pyquint.distributed", "pyquint._dask_frames"),
     ("pyquint.objects",),
     ("pyquint.lut",),
     ("pyquint.interactive",),

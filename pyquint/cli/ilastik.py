@@ -39,8 +39,9 @@ def cli() -> None:
               help=f"What to export: {SOURCES_HELP} (case-insensitive; default Probabilities). "
                    "Repeat it to write several results from one feature computation.")
 @click.option("--output_format", "--output-format", "output_format",
-              help="hdf5, compressed hdf5, png, tiff, npy or ome-zarr (default: the project's "
-                   "setting, else hdf5).")
+              help="hdf5, compressed hdf5, png, tiff, npy, ome-zarr, or 'png sequence' / 'tif "
+                   "sequence' (one file per time point or slice; needs {slice_index} in "
+                   "--output_filename_format) (default: the project's setting, else hdf5).")
 @click.option("--output_filename_format", "--output-filename-format", "output_filename_format",
               help="Output path pattern with {dataset_dir}, {nickname}, {result_type} "
                    "(default: the project's, else {dataset_dir}/{nickname}_{result_type}); "
@@ -63,8 +64,9 @@ def cli() -> None:
               help="Train a new forest from the project's labels (and its lanes' images) instead "
                    "of using the stored one. Projects without a stored forest always retrain.")
 @click.option("--seed", type=int, default=None, help="Seed of a retrained forest.")
-@click.option("--rounding", type=click.Choice(["exact", "muladd", "fast"]), default=None,
-              help="Feature arithmetic (default: fast for ilastik >= 1.4 projects, muladd before).")
+@click.option("--rounding", type=click.Choice(["exact", "muladd", "fast", "vigra"]), default=None,
+              help="Feature arithmetic (default: fast for ilastik >= 1.4 projects, muladd before; "
+                   "vigra: ilastik's vigra filters, the best match for 1.2 projects).")
 @click.option("--threads", type=int, default=None, help="Threads (default: all cores).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: skip them, "
                                                  "so an interrupted batch resumes).")

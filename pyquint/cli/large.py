@@ -88,6 +88,11 @@ def _palette(spec: str | None, classifier) -> np.ndarray | None:
 @click.option("--axes", help="Stored axes of the images when the file does not say, e.g. cyx.")
 @click.option("--scale-level", type=click.IntRange(0), default=0,
               help="Resolution level of OME-Zarr inputs (0 = full resolution).")
+@click.option("--output-filename-format", "name_format",
+              help="Output names: {dataset_dir} (the -o folder), {nickname}, {result_type} and, "
+                   "for time series, {slice_index} (the time point, zero-padded as ilastik pads "
+                   "its sequences). Default {dataset_dir}/{nickname}_{result_type}, and for "
+                   "series pyquint's ..._t0000, _t0001, ...")
 @click.option("--overwrite", is_flag=True,
               help="Recompute outputs that exist (default: make only the missing ones, so a "
                    "stopped batch resumes).")
@@ -95,13 +100,14 @@ def predict(model: Path, images: tuple[str, ...], out: Path, sources: tuple[str,
             fmts: tuple[str, ...],
             lut: str | None, tile: int, halo: int | None, workers: int | None,
             scheduler: str | None, rounding: str | None, axes: str | None, scale_level: int,
-            overwrite: bool) -> None:
+            name_format: str | None, overwrite: bool) -> None:
     """Predict MODEL (a pyquint model or an ilastik .ilp) on IMAGES, tile by tile.
 
     IMAGES are files or folders: HDF5 (file.h5/dataset), TIFF (tiled or stripped), .npy and
     OME-Zarr / zarr (image.zarr, --scale-level) are read window by window; other formats are
-    loaded whole. Time series (HDF5, zarr, .npy with a t axis) are predicted frame by frame
-    into one output per time point, {nickname}_{source}_t0000.{ext} ...
+    loaded whole. Time series (HDF5, zarr, TIFF hyperstacks, .npy with a t axis) are
+    predicted frame by frame into one output per time point, {nickname}_{source}_t0000.{ext}
+    ..., or named by --output-filename-format with {slice_index} as ilastik names sequences.
 
     \b
     Example (a 30,000 × 30,000 section, Nutil-ready Glasbey PNG):
@@ -117,7 +123,8 @@ def predict(model: Path, images: tuple[str, ...], out: Path, sources: tuple[str,
                 clf, images, out, sources=sources, formats=[_FORMATS[f] for f in fmts],
                 overwrite=overwrite, tile=tile, halo=halo, n_workers=workers,
                 executor=client.get_executor() if client is not None else None,
-                palette=palette, axes=axes, scale_level=scale_level, report=click.echo)
+                palette=palette, axes=axes, scale_level=scale_level,
+                name_format=name_format, report=click.echo)
         finally:
             if client is not None:
                 client.close()

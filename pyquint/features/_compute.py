@@ -19,12 +19,14 @@ from ._selection import (
     filter_sigma,
     presmooth_sigma,
 )
+from ._vigra import vigra_features
 
 __all__ = ["DEFAULT_ROUNDING", "EXPORT_ROUNDING", "ROUNDINGS", "compute_features", "feature_bands"]
 
 #: ``exact``: fastfilters' float32 FMA arithmetic (ilastik ≥ 1.4); ``muladd``: the same without
-#: FMA (ilastik < 1.4 builds); ``fast``: OpenCV/scipy, a few float32 ulps from ``exact``.
-ROUNDINGS = ("exact", "muladd", "fast")
+#: FMA (ilastik < 1.4 builds); ``fast``: OpenCV/scipy, a few float32 ulps from ``exact``;
+#: ``vigra``: ilastik's vigra code path (double passes, unswapped structure tensor; 1.2 projects).
+ROUNDINGS = ("exact", "muladd", "fast", "vigra")
 # The one rule for defaults (docs/features.md): features computed for their own sake
 # (compute_features, `pyquint features`) are ilastik's numbers bit for bit; classifying
 # pixels with pyquint's own models uses the fast path (it changes ~1 pixel in 10^6 of a
@@ -225,11 +227,13 @@ def compute_features(
         Axes of ``image`` over ``tzyxc`` (``"yxc"``, ``"zyxc"``, ``"yx"``, ``"cyx"``, …); the
         output is in ilastik's canonical order (``yxc``, ``zyxc``; ``t`` first if present).
         Default: ``"yx"`` for a 2-D array (a grey image), ``"yxc"`` for 3-D, ``"zyxc"`` for 4-D.
-    rounding : {"exact", "muladd", "fast"}
+    rounding : {"exact", "muladd", "fast", "vigra"}
         ``"exact"`` reproduces fastfilters (ilastik ≥ 1.4) bit for bit away from the image
         border; ``"muladd"`` its builds without FMA (ilastik < 1.4); ``"fast"`` uses OpenCV,
         several times faster, and differs from ``"exact"`` by a few float32 ulps of the
-        pre-smoothed image (≤ 1e-5 relative for inputs of order 1).
+        pre-smoothed image (≤ 1e-5 relative for inputs of order 1); ``"vigra"`` ilastik's
+        vigra filters (double arithmetic, structure tensor scales unswapped), which the stored
+        forests of ilastik 1.2 projects fit best.
     n_jobs : int, optional
         Threads over (input channel, scale) pairs (:func:`pyquint.parallel.resolve_n_jobs`);
         default at most 4, each holding pre-smoothed copies of the image; ``-1`` every core.
@@ -271,6 +275,8 @@ def compute_features(
     z_size = spatial[0] if nd == 3 else 1
     in2d = selection.in_2d(nd, z_size)
     _check_size(selection, spatial, in2d)
+    if rounding == "vigra":  # ilastik 1.2's vigra filters (pyquint.features._vigra)
+        return vigra_features(data, selection)
 
     # unset: at most 4 workers, since each holds pre-smoothed copies of the whole image
     n_threads = min(4, resolve_n_jobs()) if n_jobs is None else resolve_n_jobs(n_jobs)

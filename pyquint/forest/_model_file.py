@@ -199,8 +199,8 @@ def check_metadata(metadata: Mapping[str, Any], where: str) -> None:
                 isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= 255 for x in c)
                 for c in colors)):
         raise ModelFileError(f"{where}: invalid metadata 'class_colors' must be [r, g, b] triples of 0..255")
-    if "rounding" in metadata and metadata["rounding"] not in ("fast", "exact", "muladd"):
-        raise ModelFileError(f"{where}: invalid metadata 'rounding' must be fast, exact or muladd, not "
+    if "rounding" in metadata and metadata["rounding"] not in ("fast", "exact", "muladd", "vigra"):
+        raise ModelFileError(f"{where}: invalid metadata 'rounding' must be fast, exact or muladd (or vigra), not "
                              f"{metadata['rounding']!r}")
     features = metadata.get("features")
     if isinstance(features, Mapping) and "scales" in features:

@@ -43,7 +43,8 @@ class ProjectPredictor:
         How to build the classifier: see
         :func:`pyquint.ilastik.classifier.classifier_from_project` (the stored vigra forest
         unless ``retrain`` or the project has none; features from the project unless
-        ``selection``; rounding by default from the ilastik version).
+        ``selection``; rounding by default from the ilastik version; ``"vigra"`` fits the stored
+        forests of ilastik 1.2 projects best, docs/ilastik.md).
 
     Attributes
     ----------

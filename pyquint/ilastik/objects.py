@@ -23,7 +23,7 @@ import numpy as np
 from ..batch import guard_outputs
 from ..errors import InputError
 from ..io import read_image, split_h5_path, to_canonical
-from ..objects import load_probabilities, threshold_objects
+from ..objects import threshold_objects
 from ..objects.classifier import ObjectClassifier, proba_to_classes
 from ..objects.export import (
     OBJECT_EXPORT_SOURCES,
@@ -31,10 +31,10 @@ from ..objects.export import (
     nickname,
     object_images,
     table_path,
-    write_object_image,
-    write_table,
+    write_frames_table,
 )
 from ..objects.features import FEATURES, compute_object_features, resolve_features
+from ..objects.frames import image_frames, probability_frames, write_frame_images
 from .headless import ProjectPredictor
 from .project import IlastikProject, _text, open_readonly, read_project
 from .vigra_forest import read_forests
@@ -42,6 +42,7 @@ from .vigra_forest import read_forests
 __all__ = ["ObjectSettings", "object_settings", "predict_object_project"]
 
 _METHODS = {0: "simple", 1: "hysteresis"}
+_UNSUPPORTED = {2: "Graph-Cut", 3: "IPHT (identity-preserving hysteresis)"}
 
 
 @dataclass
@@ -74,9 +75,10 @@ class ObjectSettings:
 
 def _threshold_kwargs(settings: dict[str, Any], source: object) -> dict[str, Any]:
     method = int(settings.get("CurOperator", 0))
-    if method not in _METHODS:
-        raise InputError(f"{source}: threshold method {method} (graph cut / IPHT) is not supported; "
-                         "use Simple or Hysteresis")
+    if method not in _METHODS:  # ilastik's ThresholdMethod: 2 = GRAPHCUT, 3 = IPHT
+        name = _UNSUPPORTED.get(method, f"number {method}")
+        raise InputError(f"{source}: the project thresholds with the {name} method, which pyquint "
+                         "does not run; switch it to Simple or Hysteresis in ilastik")
     sigma = settings.get("SmootherSigma") or {}
     sig = tuple(float(sigma[a]) for a in ("y", "x") if a in sigma) or (1.0, 1.0)
     return {
@@ -127,18 +129,16 @@ def object_settings(project: IlastikProject) -> ObjectSettings:
     )
 
 
-def _read_raw(path: Any, axes: str | None = None) -> np.ndarray:
-    data, read_axes = read_image(path, axes)
-    canon, canon_axes = to_canonical(data, read_axes)
-    if "t" in canon_axes:
-        raise InputError(f"{path}: time series are not supported for object classification yet")
-    return canon[..., 0] if canon.shape[-1] == 1 else canon
+def _read_raw(path: Any, axes: str | None = None) -> tuple[list[np.ndarray], bool]:
+    """A raw image's frames (canonical, single channel squeezed) and whether it has ``t``."""
+    return image_frames(*read_image(path, axes))
 
 
-def _objects(source: Any, settings: ObjectSettings) -> np.ndarray:
-    """Objects of a probability map: a file, or ``(probabilities, axes)`` computed here."""
-    proba, axes = source if isinstance(source, tuple) else load_probabilities(source)
-    return threshold_objects(proba, axes=axes, **settings.threshold)
+def _objects(source: Any, settings: ObjectSettings) -> list[np.ndarray]:
+    """Objects of a probability map, frame by frame (ids restart at 1 in every time point):
+    a file, or ``(probabilities, axes)`` computed here."""
+    frames, axes = probability_frames(source)
+    return [threshold_objects(p, axes=axes, **settings.threshold) for p in frames]
 
 
 def _pixel_probabilities(project: IlastikProject, raw_data: Any, raw_axes: str, cache: dict,
@@ -173,25 +173,27 @@ def _retrained(project: IlastikProject, settings: ObjectSettings, seed: int | No
         raise InputError(f"{project.path}: no trained object forest and no object labels to train from")
     maps = project.roles.get("Prediction Maps", [])
     raws, objs, labs = [], [], []
+    lanes: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {}
     for (lane, t), mapping in sorted(settings.labels.items()):
-        if t:
-            raise InputError(f"{project.path}: object labels in time point {t}: time series are "
-                             "not supported for object classification yet")
-        pm = next((m for m in maps if m.index == lane), None)
-        raw_data, raw_axes = project.read_lane(lane, tuple(search_dirs))
-        if pm is None:  # Pixel + Object Classification: the project's pixel part makes them
-            source: Any = _pixel_probabilities(project, raw_data, raw_axes, cache, seed)
-        else:
-            source = pm.path if pm.internal_path is None else f"{project.path}/{pm.internal_path}"
-        objects = _objects(source, settings)
-        bad = [i for i in mapping if i > objects.max()]
+        if lane not in lanes:  # each labelled lane thresholded once, all its frames
+            pm = next((m for m in maps if m.index == lane), None)
+            raw_data, raw_axes = project.read_lane(lane, tuple(search_dirs))
+            if pm is None:  # Pixel + Object Classification: the project's pixel part makes them
+                source: Any = _pixel_probabilities(project, raw_data, raw_axes, cache, seed)
+            else:
+                source = pm.path if pm.internal_path is None else f"{project.path}/{pm.internal_path}"
+            lanes[lane] = (image_frames(raw_data, raw_axes)[0], _objects(source, settings))
+        frames, objects = lanes[lane]
+        if t >= len(objects) or t >= len(frames):
+            raise InputError(f"{project.path}: object labels of lane {lane} in time point {t}, but "
+                             f"its data has {min(len(frames), len(objects))} time point(s)")
+        bad = [i for i in mapping if i > objects[t].max()]
         if bad:
-            raise InputError(f"{project.path}: object labels of lane {lane} name objects {bad[:5]} "
-                             f"but thresholding its prediction maps gives {int(objects.max())}")
-
-        canon, _ = to_canonical(raw_data, raw_axes)
-        raws.append(canon[..., 0] if canon.shape[-1] == 1 else canon)
-        objs.append(objects)
+            raise InputError(f"{project.path}: object labels of lane {lane} (t={t}) name objects "
+                             f"{bad[:5]} but thresholding its prediction maps gives "
+                             f"{int(objects[t].max())}")
+        raws.append(frames[t])
+        objs.append(objects[t])
         labs.append(mapping)
     clf = ObjectClassifier(features=settings.features, seed=seed, class_names=settings.class_names,
                            threshold=settings.threshold)
@@ -265,38 +267,51 @@ def predict_object_project(
     for raw, pmap, outs in zip(raw_data, prediction_maps, plans):
         if not overwrite and all(o.exists() for o in outs):
             continue
-        image = _read_raw(raw)
+        frames, time = _read_raw(raw)
         if pmap is None:
             source: Any = _pixel_probabilities(project, *read_image(raw), cache, seed)
         else:
             source = pmap
         objects = _objects(source, settings)
-        if objects.shape != image.shape[: objects.ndim]:
-            raise InputError(f"{pmap}: prediction map of shape {objects.shape} for a raw image of "
-                             f"shape {image.shape}")
+        if len(objects) != len(frames) or objects[0].shape != frames[0].shape[: objects[0].ndim]:
+            raise InputError(f"{pmap}: prediction map of {len(objects)} frame(s) of shape "
+                             f"{objects[0].shape} for a raw image of {len(frames)} frame(s) of "
+                             f"shape {frames[0].shape}")
         if clf is None:
-            n_channels = 1 if image.ndim == objects.ndim else image.shape[-1]
-            stored = settings.has_forest and not retrain
-            if settings.missing and stored:
-                raise InputError(f"{project.path}: the stored object forest uses features pyquint "
-                                 f"does not compute ({', '.join(settings.missing)}); use --retrain "
-                                 "to train on the others")
-            if settings.missing:
-                warnings.warn(f"{project.path}: retraining without the selected features pyquint "
-                              f"does not compute: {', '.join(settings.missing)}", UserWarning,
-                              stacklevel=2)
-            clf = (_stored_classifier(project, settings, n_channels) if stored
-                   else _retrained(project, settings, seed, search_dirs, cache))
-        feats = compute_object_features(image, objects, clf.feature_names_)
-        try:
-            prob = clf.predict_proba_features(feats)
-        except InputError as exc:
-            raise InputError(f"{project.path}: the stored object forest does not fit the selected "
-                             f"features ({exc}); use --retrain") from None
-        classes = proba_to_classes(prob)
-        images = object_images(objects, classes, prob)
+            clf = _classifier(project, settings, frames[0], objects[0], retrain, seed, search_dirs,
+                              cache)
+        per_frame, rows = [], []
+        for image, objs in zip(frames, objects):  # every time point on its own, as ilastik
+            feats = compute_object_features(image, objs, clf.feature_names_)
+            try:
+                prob = clf.predict_proba_features(feats) if objs.max() else \
+                    np.zeros((0, clf.n_classes), np.float32)
+            except InputError as exc:
+                raise InputError(f"{project.path}: the stored object forest does not fit the "
+                                 f"selected features ({exc}); use --retrain") from None
+            classes = proba_to_classes(prob) if len(prob) else np.zeros(0, np.uint8)
+            per_frame.append(object_images(objs, classes, prob))
+            rows.append((feats, classes, prob, None))
         for s, dst in zip(sources, outs):
-            written.append(write_object_image(dst, s, images[s]))
+            written.extend(write_frame_images(dst, s, [f[s] for f in per_frame], time))
         if table:
-            written.append(write_table(outs[-1], feats, clf.class_names, classes, prob))
+            written.append(write_frames_table(outs[-1], rows, clf.class_names))
     return written
+
+
+def _classifier(project: IlastikProject, settings: ObjectSettings, image: np.ndarray,
+                objects: np.ndarray, retrain: bool, seed: int | None,
+                search_dirs: Sequence[str | os.PathLike], cache: dict):
+    """The stored object forest, or one retrained from the project's object labels."""
+    n_channels = 1 if image.ndim == objects.ndim else image.shape[-1]
+    stored = settings.has_forest and not retrain
+    if settings.missing and stored:
+        raise InputError(f"{project.path}: the stored object forest uses features pyquint "
+                         f"does not compute ({', '.join(settings.missing)}); use --retrain "
+                         "to train on the others")
+    if settings.missing:
+        warnings.warn(f"{project.path}: retraining without the selected features pyquint "
+                      f"does not compute: {', '.join(settings.missing)}", UserWarning,
+                      stacklevel=3)
+    return (_stored_classifier(project, settings, n_channels) if stored
+            else _retrained(project, settings, seed, search_dirs, cache))

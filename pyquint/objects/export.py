@@ -35,6 +35,7 @@ __all__ = [
     "nickname",
     "object_images",
     "table_path",
+    "write_frames_table",
     "write_object_image",
     "write_table",
 ]
@@ -98,14 +99,15 @@ def object_images(
     return out
 
 
-def write_object_image(path: str | os.PathLike, source: str, data: np.ndarray) -> Path:
-    """Write one export image in ilastik's layout (``yxc``/``zyxc``, ``exported_data``)."""
+def write_object_image(path: str | os.PathLike, source: str, data: np.ndarray,
+                       time: bool = False) -> Path:
+    """Write one export image in ilastik's layout (``yxc``/``zyxc``, ``exported_data``;
+    ``tyxc``/``tzyxc`` when ``time`` says the first axis is ``t``)."""
     path = Path(path)
     data = np.asarray(data)
-    if source == "Object Probabilities":
-        axes = "yxc" if data.ndim == 3 else "zyxc"
-    else:
-        axes = "yxc" if data.ndim == 2 else "zyxc"
+    spatial = data.ndim - (source == "Object Probabilities") - time
+    axes = ("t" if time else "") + ("yxc" if spatial == 2 else "zyxc")
+    if source != "Object Probabilities":
         data = data[..., np.newaxis]
     suffix = path.suffix.lower()
     if suffix == ".png":
@@ -153,24 +155,56 @@ def write_table(
     timestep, first_object_id : int
         ``timestep`` column and the ``object_id`` of the first row (0-based running index).
     """
+    return write_frames_table(path, [(features, predictions, proba, user_labels)], class_names,
+                              first_timestep=timestep, first_object_id=first_object_id)
+
+
+def write_frames_table(
+    path: str | os.PathLike,
+    frames: Sequence[tuple[Mapping[str, np.ndarray], np.ndarray | None, np.ndarray | None,
+                           Mapping[int, int] | None]],
+    class_names: Sequence[str],
+    first_timestep: int = 0,
+    first_object_id: int = 0,
+) -> Path:
+    """ilastik's object table of a time series: every frame's objects in one file.
+
+    Parameters
+    ----------
+    path : path-like
+        The CSV file.
+    frames : sequence
+        ``(features, predictions, proba, user_labels)`` per time point, as for
+        :func:`write_table`. Rows carry ``timestep`` (the frame), ``labelimage_oid`` (the id in
+        that frame, restarting at 1) and a running ``object_id`` over all frames, as ilastik's
+        table export numbers them.
+    class_names : sequence of str
+    first_timestep, first_object_id : int
+        Numbers of the first frame and of the first row.
+    """
     names = [str(c) for c in class_names]
-    n = next(iter(features.values())).shape[0] if features else (
-        0 if predictions is None else len(predictions))
-    cols = column_names(dict(features))
-    matrix = (np.concatenate(list(features.values()), axis=1) if features else np.zeros((n, 0)))
-    header = list(TABLE_LEADING_COLUMNS) + [f"Probability of {c}" for c in names] + cols
+    header: list[str] | None = None
     buf = _io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    user_labels = user_labels or {}
-    for i in range(n):
-        oid = i + 1
-        label = user_labels.get(oid, 0)
-        row = [first_object_id + i, timestep, oid, names[label - 1] if label else "0"]
-        row.append(names[int(predictions[i]) - 1] if predictions is not None else "")
-        row.extend(_fmt(p) for p in (proba[i] if proba is not None else [np.nan] * len(names)))
-        row.extend(_fmt(v) for v in matrix[i])
-        writer.writerow(row)
+    running = first_object_id
+    for t, (features, predictions, proba, user_labels) in enumerate(frames, start=first_timestep):
+        n = next(iter(features.values())).shape[0] if features else (
+            0 if predictions is None else len(predictions))
+        cols = column_names(dict(features))
+        if header is None:
+            header = list(TABLE_LEADING_COLUMNS) + [f"Probability of {c}" for c in names] + cols
+            writer.writerow(header)
+        matrix = (np.concatenate(list(features.values()), axis=1) if features else np.zeros((n, 0)))
+        user_labels = user_labels or {}
+        for i in range(n):
+            oid = i + 1
+            label = user_labels.get(oid, 0)
+            row = [running, t, oid, names[label - 1] if label else "0"]
+            row.append(names[int(predictions[i]) - 1] if predictions is not None else "")
+            row.extend(_fmt(p) for p in (proba[i] if proba is not None else [np.nan] * len(names)))
+            row.extend(_fmt(v) for v in matrix[i])
+            writer.writerow(row)
+            running += 1
     path = Path(path)
     with atomic_output(path) as tmp:
         tmp.write_text(buf.getvalue(), encoding="utf-8")

@@ -16,22 +16,43 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, PyquintError
 from ..export import export_filename, normalize_format
 from ..pixel_batch import BatchResult, ExportSpec, predict_files
+from ..sequences import has_slice_index, slice_path
 from ._predict import frame_count, predict_tiled
 
-__all__ = ["frame_name", "predict_tiled_files"]
+__all__ = ["frame_name", "output_path", "predict_tiled_files"]
 
 #: Formats the tile path can stream (``pyquint.export`` names).
 TILED_FORMATS = ("png", "tif", "tiff", "hdf5", "compressed hdf5", "ome-zarr")
 
 
 def frame_name(path: Path, frame: int | None) -> Path:
-    """``x_Probabilities.h5`` → ``x_Probabilities_t0003.h5`` for time point 3 of a series."""
+    """``x_Probabilities.h5`` → ``x_Probabilities_t0003.h5`` for time point 3 of a series
+    (pyquint's naming when no ``{slice_index}`` pattern is given)."""
     if frame is None:
         return path
     return path.with_name(f"{path.stem}_t{frame:04d}{path.suffix}")
+
+
+def output_path(image: str | os.PathLike, source: str, fmt: str, out_dir: str | os.PathLike,
+                name_format: str | None, frame: int, n_frames: int) -> Path:
+    """The output of one source, format and time point.
+
+    ``{slice_index}`` in ``name_format`` is filled in as ilastik fills it in its sequences
+    (:mod:`pyquint.sequences`); without a pattern a series gets :func:`frame_name`'s
+    ``_t0000``; a pattern without ``{slice_index}`` on a series is refused (its time points
+    would overwrite each other).
+    """
+    if name_format and has_slice_index(name_format):
+        return export_filename(image, source, fmt, os.fspath(slice_path(name_format, frame, n_frames)),
+                               dataset_dir=out_dir)
+    if name_format and n_frames > 1:
+        raise PyquintError(f"{image} has {n_frames} time points: put {{slice_index}} in "
+                           "--output-filename-format so that each gets its own file")
+    path = export_filename(image, source, fmt, name_format, dataset_dir=out_dir)
+    return frame_name(path, frame if n_frames > 1 else None)
 
 
 def predict_tiled_files(
@@ -49,6 +70,7 @@ def predict_tiled_files(
     palette: np.ndarray | None = None,
     axes: str | None = None,
     scale_level: int = 0,
+    name_format: str | None = None,
     report: Callable[[str], None] | None = None,
 ) -> BatchResult:
     """Predict large images tile by tile into ``out_dir``, every source in every format.
@@ -71,6 +93,9 @@ def predict_tiled_files(
         Recompute outputs that exist (default: skip them).
     tile, halo, n_workers, executor, palette, axes, scale_level
         See :func:`predict_tiled`.
+    name_format : str, optional
+        ilastik's ``--output_filename_format``: ``{dataset_dir}`` (``out_dir``), ``{nickname}``,
+        ``{result_type}`` and, for time series, ``{slice_index}`` (:func:`output_path`).
     report : callable, optional
         Receives one line per image (time point) predicted, with the seconds it took.
 
@@ -92,8 +117,7 @@ def predict_tiled_files(
 
     def outputs(image: Path) -> dict[Any, Path]:
         n = n_frames[image] = frame_count(image, axes, scale_level)
-        return {(t, s, f): frame_name(export_filename(image, s, f, dataset_dir=out_dir),
-                                      t if n > 1 else None)
+        return {(t, s, f): output_path(image, s, f, out_dir, name_format, t, n)
                 for t in range(n) for s in spec.sources for f in fmts}
 
     def work(image: Path, pending: dict[Any, Path]) -> list[Path]:

@@ -264,12 +264,12 @@ def _run_ordered(fn: Callable[[Tile], Any], tiles: Sequence[Tile], executor: Exe
 
 
 def frame_count(source: Any, axes: str | None = None, scale_level: int = 0) -> int:
-    """Time points of an image for the tile path (1 for images without ``t``; TIFF and
-    formats read whole count as 1)."""
+    """Time points of an image for the tile path (1 for images without ``t``; formats read
+    whole count as 1)."""
     if isinstance(source, LazyImage):
         return source.n_frames
     if not isinstance(source, np.ndarray):
-        if not (is_zarr_path(source) or _format_suffix(source) in (".h5", ".hdf5", ".hdf", ".npy")):
+        if not (is_zarr_path(source) or _format_suffix(source) in (".h5", ".hdf5", ".hdf", ".npy", ".tif", ".tiff")):
             return 1
     reader = open_lazy(source, axes, scale_level=scale_level, frame=0)
     try:
