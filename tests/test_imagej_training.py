@@ -18,6 +18,7 @@ from scipy import ndimage as ndi
 
 from pyquint.data import make_section, write_sample_dataset
 from pyquint.imagej import run_macro
+from pyquint.interactive_server import server_status, stop_server
 from pyquint.macros import generate_macro
 from pyquint.pixel import PixelClassifier
 
@@ -55,6 +56,14 @@ def _stain_f1(segmentation: np.ndarray, truth: np.ndarray) -> float:
     return 2 * np.count_nonzero(pred & true) / (np.count_nonzero(pred) + np.count_nonzero(true))
 
 
+@pytest.fixture(autouse=True)
+def _stop_servers(tmp_path):
+    """The macro leaves a pyquint server running for each trained image: stop them."""
+    yield
+    for beat in tmp_path.rglob("server.json"):
+        stop_server(beat.parent)
+
+
 @pytest.fixture(scope="module")
 def train_macro() -> str:
     return generate_macro("fiji-train", "ij1", classes="background,stain", python=sys.executable, suggestions=4)
@@ -73,6 +82,8 @@ def test_loop_in_imagej_improves_with_more_rois(require_imagej, tmp_path, train_
     result = run_macro(_roi_macro(image, first) + train_macro, timeout=300)
     work = tmp_path / "brain_s001_pyquint"
     assert "4 'label here next' suggestions added to the ROI Manager" in result.output
+    assert "pyquint (server): iteration 1:" in result.output and "via its server" in result.output
+    assert server_status(tmp_path / "brain_s001_pyquint") is not None  # kept for the next run
     for name in ("model.h5", "labels.png", "probability.png", "segmentation.png", "uncertainty.png",
                  "suggestions.csv", "overlay.png", "preview_montage.png"):
         assert (work / name).is_file(), name
@@ -98,7 +109,8 @@ def test_loop_in_imagej_improves_with_more_rois(require_imagej, tmp_path, train_
     # drawn, the saved labels keep the first ones
     second = [("background-tissue", box) for box in _boxes(tissue, 6, 8, rng)]
     second.append(("stain-streak", _points(section.truth == 2, 8, rng)))
-    run_macro(_roi_macro(image, second) + train_macro, timeout=300)
+    result = run_macro(_roi_macro(image, second) + train_macro, timeout=300)
+    assert "pyquint (server): iteration 2:" in result.output  # the same server answered
     labels2 = np.asarray(Image.open(work / "labels.png"))
     assert np.all(labels2[labels1 > 0] == labels1[labels1 > 0])
     assert np.count_nonzero(labels2) == np.count_nonzero(labels1) + 6 * 64 + 8
@@ -118,7 +130,10 @@ def test_same_macro_batches_a_folder(require_imagej, tmp_path, train_macro):
     labels = make_section(4).labels
     rois = [("background", (int(x), int(y), 1, 1)) for y, x in zip(*np.nonzero(labels == 1))][:40]
     rois += [("stain", (int(x), int(y), 1, 1)) for y, x in zip(*np.nonzero(labels == 2))][:40]
-    run_macro(_roi_macro(image, rois) + train_macro, timeout=300)
+    one_shot = generate_macro("fiji-train", "ij1", classes="background,stain", python=sys.executable,
+                              suggestions=4, serverMinutes=0)
+    result = run_macro(_roi_macro(image, rois) + one_shot, timeout=300)
+    assert "as one process" in result.output and not (train_dir / "brain_s009_pyquint" / "server.json").exists()
     model = train_dir / "brain_s009_pyquint" / "model.h5"
     batch = generate_macro("fiji-train", "ij1", classes="background,stain", python=sys.executable,
                            batchDir=str(sections), model=str(model), outDir=str(tmp_path / "nutil"))
