@@ -34,6 +34,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -241,6 +242,15 @@ class InteractiveSession:
             self._cache = compute_features(self.image, self.features, axes="yxc",
                                            rounding="fast", n_threads=self.n_jobs)
         return self._cache
+
+    def threads(self) -> int:
+        """Threads the session uses (``n_jobs``, or all cores)."""
+        if self.n_jobs is not None and self.n_jobs > 0:
+            return int(self.n_jobs)
+        try:
+            return len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - not Linux
+            return os.cpu_count() or 1
 
     def _n_classes(self) -> int:
         present = np.unique(self.labels_[self.labels_ > 0])
@@ -494,14 +504,19 @@ def run_step(
     k = _class_index(show_class, clf.class_names_)
     preview = _preview(proba, labels, n_suggestions, suggestion_size, {})
     work.mkdir(parents=True, exist_ok=True)
-    files = {
-        "labels": write_image(saved, labels, "yx"),
-        "model": clf.save(work / "model.h5"),
-        "probability": _write_u8(work / "probability.png", proba[..., k]),
-        "segmentation": write_palette_png(work / "segmentation.png", preview.segmentation, glasbey_lut("glasbey")),
-        "uncertainty": _write_u8(work / "uncertainty.png", preview.uncertainty),
-        "suggestions": _write_suggestions(work / "suggestions.csv", preview.suggestions),
+    writers = {
+        "labels": lambda: write_image(saved, labels, "yx"),
+        "model": lambda: clf.save(work / "model.h5"),
+        "probability": lambda: _write_u8(work / "probability.png", proba[..., k]),
+        "segmentation": lambda: write_palette_png(work / "segmentation.png", preview.segmentation,
+                                                  glasbey_lut("glasbey")),
+        "uncertainty": lambda: _write_u8(work / "uncertainty.png", preview.uncertainty),
+        "suggestions": lambda: _write_suggestions(work / "suggestions.csv", preview.suggestions),
     }
+    # PNG compression releases the GIL: the files are written side by side (each atomically)
+    with ThreadPoolExecutor(max_workers=session.threads()) as pool:
+        futures = {name: pool.submit(write) for name, write in writers.items()}
+        files = {name: future.result() for name, future in futures.items()}
     previous = _read_json(work / "step.json")
     seconds = {"read": round(t1 - t0, 3), "features": round(t2 - t1, 3), "train": round(t3 - t2, 3),
                "predict": round(t4 - t3, 3), "write": round(time.perf_counter() - t4, 3),

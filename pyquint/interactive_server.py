@@ -88,7 +88,10 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:  # someone else's process: not ours
         return False
-    return True
+    try:  # Linux: a zombie (ended, not yet reaped by its parent) is no server either
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def server_status(work_dir: str | os.PathLike) -> ServerInfo | None:
@@ -204,6 +207,8 @@ def serve(image_path: str | os.PathLike, *, work_dir: str | os.PathLike | None =
     if other is not None and other.pid != os.getpid():
         raise InputError(f"{work}: a pyquint server (pid {other.pid}) already serves this folder; "
                          f"stop it first (pyquint interactive stop {work})")
+    with contextlib.suppress(OSError):  # a request left from before this server: its sender gave up
+        (work / REQUEST_FILE).unlink()
     token = secrets.token_hex(8)
     with atomic_output(work / SERVER_FILE) as tmp:
         tmp.write_text(json.dumps({"pid": os.getpid(), "token": token, "image": str(image),
@@ -405,9 +410,15 @@ def stop_server(work_dir: str | os.PathLike, *, timeout: float = 10.0) -> bool:
         with contextlib.suppress(OSError):
             (work / SERVER_FILE).unlink()
         return False
-    _send(work, {"command": "stop"})
+    stop_id = _send(work, {"command": "stop"})
+    # a polling server claims the request within milliseconds; one that is busy (or hung) gets
+    # SIGTERM, which ends it after the request in hand
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline and (work / REQUEST_FILE).exists() and server_status(work) is not None:
+        time.sleep(_POLL_S)
     deadline = time.monotonic() + timeout / 2
-    while time.monotonic() < deadline and server_status(work) is not None:
+    while (time.monotonic() < deadline and not (work / REQUEST_FILE).exists()
+           and server_status(work) is not None):
         time.sleep(_POLL_S)
     if server_status(work) is not None and _pid_alive(info.pid):
         with contextlib.suppress(OSError):
@@ -421,6 +432,9 @@ def stop_server(work_dir: str | os.PathLike, *, timeout: float = 10.0) -> bool:
             time.sleep(0.2)
     if server_status(work) is not None and _pid_alive(info.pid):
         raise InputError(f"the pyquint server {info.pid} of {work} did not stop; end process {info.pid}")
+    with contextlib.suppress(OSError):
+        if _read_request(work / REQUEST_FILE).get("id") == stop_id:  # never claimed: not for the next one
+            (work / REQUEST_FILE).unlink()
     if _owner(work) == info.token:
         with contextlib.suppress(OSError):
             (work / SERVER_FILE).unlink()
