@@ -162,3 +162,39 @@ def test_fiji_flavour_runs_when_its_parameters_are_bound(require_imagej, tmp_pat
                                                            "suggestions": 2, "trees": 10}, timeout=300)
     assert "2 'label here next' suggestions added" in result.output
     assert PixelClassifier.load(tmp_path / "brain_s002_pyquint" / "model.h5").class_names_ == ["background", "cell"]
+
+
+def test_macro_times_out_on_a_silent_server_and_runs_pyquint_once(require_imagej, tmp_path):
+    # a server.json with a fresh heartbeat whose process never answers: after `timeout` the
+    # macro says so, stops that process and runs the one-shot step instead
+    import json
+    import subprocess
+    import threading
+
+    section = make_section(2)
+    image = tmp_path / "brain_s005.png"
+    Image.fromarray(section.image).save(image)
+    work = tmp_path / "brain_s005_pyquint"
+    work.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    (work / "server.json").write_text(json.dumps({"pid": sleeper.pid, "token": "fake", "protocol": 1}))
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(0.2):
+            if (work / "server.json").exists():
+                (work / "server.json").touch()
+
+    threading.Thread(target=beat, daemon=True).start()
+    try:
+        rois = [("background", (2, 2, 12, 12)), ("cell", _points(section.truth == 1, 5, np.random.default_rng(1)))]
+        macro = generate_macro("fiji-train", "ij1", classes="background,cell", python=sys.executable, trees=10,
+                               timeout=1)
+        result = run_macro(_roi_macro(image, rois) + macro, timeout=300)
+        assert "the pyquint server did not answer within 1 s" in result.output
+        assert "as one process" in result.output and (work / "model.h5").is_file()
+        assert sleeper.wait(timeout=30) != 0  # the silent "server" was stopped
+    finally:
+        done.set()
+        sleeper.kill()
+        sleeper.wait()
