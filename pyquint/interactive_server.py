@@ -43,7 +43,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._outputs import atomic_output
+from ._outputs import atomic_output, release_folder_locks
 from .errors import InputError, PyquintError
 from .interactive import StepCache, StepReport, run_step, work_dir_for
 
@@ -271,6 +271,7 @@ def serve(image_path: str | os.PathLike, *, work_dir: str | os.PathLike | None =
                 traceback.print_exc(file=log)
                 answer = {"status": 2, "message": f"Error: {type(exc).__name__}: {exc}"}
             _write_answer(work, {"id": fields.get("id", "")} | answer)
+            release_folder_locks()  # the folder is locked while written, not while idle
             answered += 1
             print(f"request {fields.get('id', '')}: status {answer['status']} in "
                   f"{time.perf_counter() - start:.2f} s: {answer['message']}", file=log, flush=True)
