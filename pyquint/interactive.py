@@ -385,8 +385,14 @@ def work_dir_for(image_path: str | os.PathLike) -> Path:
 
 def _write_u8(path: Path, values: np.ndarray) -> Path:
     """0..1 floats as an 8-bit grey PNG (0..255), what ImageJ overlays directly."""
+    from PIL import Image
+
     data = np.clip(np.rint(np.asarray(values, np.float64) * 255), 0, 255).astype(np.uint8)
-    return write_image(path, data, "yx")
+    # zlib level 1: a third of the default's time for 15 % more bytes (previews are rewritten
+    # every iteration, and this is the largest part of writing them)
+    with atomic_output(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(data)).save(tmp, format="PNG", compress_level=1)
+    return path
 
 
 class StepCache:

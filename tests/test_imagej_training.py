@@ -8,6 +8,7 @@ A second run with more ROIs must agree better with the ground truth.
 from __future__ import annotations
 
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -198,3 +199,40 @@ def test_macro_times_out_on_a_silent_server_and_runs_pyquint_once(require_imagej
         done.set()
         sleeper.kill()
         sleeper.wait()
+
+
+def test_macro_runs_pyquint_once_when_no_server_starts_or_it_stops(require_imagej, tmp_path):
+    import json
+    import threading
+
+    section = make_section(2)
+    image = tmp_path / "brain_s006.png"
+    Image.fromarray(section.image).save(image)
+    rois = [("background", (2, 2, 12, 12)), ("cell", _points(section.truth == 1, 5, np.random.default_rng(1)))]
+    # a "python" that cannot start the server (pyquint itself works)
+    wrapper = tmp_path / "python-no-server"
+    wrapper.write_text(f'#!/bin/sh\ncase "$*" in *"interactive serve"*) echo "[pyquint exit status 1] Error: no"; '
+                       f'exit 1;; esac\nexec "{sys.executable}" "$@"\n')
+    wrapper.chmod(0o755)
+    macro = generate_macro("fiji-train", "ij1", classes="background,cell", python=str(wrapper), trees=10)
+    result = run_macro(_roi_macro(image, rois) + macro, timeout=300)
+    assert "pyquint: no server ([pyquint exit status 1] Error: no); running pyquint once instead" in result.output
+    assert "as one process" in result.output and "iteration 1:" in result.output
+    # a server whose heartbeat stops once the request is sent (it was killed): run once, too
+    import subprocess
+
+    work = tmp_path / "brain_s006_pyquint"
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, timeout=60).stdout)
+    (work / "server.json").write_text(json.dumps({"pid": dead, "token": "gone", "protocol": 1}))
+
+    def beat_until_asked() -> None:
+        deadline = time.monotonic() + 120
+        while not (work / "request.txt").exists() and time.monotonic() < deadline:
+            (work / "server.json").touch()
+            time.sleep(0.2)
+
+    threading.Thread(target=beat_until_asked, daemon=True).start()
+    macro = generate_macro("fiji-train", "ij1", classes="background,cell", python=sys.executable, trees=10)
+    result = run_macro(_roi_macro(image, rois) + macro, timeout=300)
+    assert "stopped before answering" in result.output and "iteration 2:" in result.output
