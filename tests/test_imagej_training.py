@@ -236,3 +236,71 @@ def test_macro_runs_pyquint_once_when_no_server_starts_or_it_stops(require_image
     macro = generate_macro("fiji-train", "ij1", classes="background,cell", python=sys.executable, trees=10)
     result = run_macro(_roi_macro(image, rois) + macro, timeout=300)
     assert "stopped before answering" in result.output and "iteration 2:" in result.output
+
+
+def _as_fiji_runs_it(script: str, values: dict) -> str:
+    """The macro text Fiji's IJ1 macro engine (imagej-legacy ``IJ1MacroEngine.eval``) hands to
+    ImageJ 1.x: ``var`` declarations of the parameters and a call of
+    ``initializeSciJavaParameters()`` before the script, that function (assigning the values)
+    after it. Its first statement, ``call("...IJ1MacroEngine.saveInterpreter")``, is left out
+    (no such class here) and the ``#@`` lines are blanked: ImageJ 1.53t stops at them."""
+    from pyquint.imagej.params import ijm_string, parse_script_parameters
+
+    params = [p for p in parse_script_parameters(script) if not p.output]
+    lines = script.splitlines()
+    for p in params:
+        lines[p.line_no] = ""
+    assign = []
+    for p in params:
+        value = values.get(p.name, p.attrs.get("value", ""))
+        literal = str(value) if p.type in ("Integer", "Double") else ijm_string(str(value))
+        assign.append(f"{p.name} = {literal};")
+    prefix = "var " + "".join(f"{p.name}," for p in params) + "; initializeSciJavaParameters(); "
+    suffix = "function initializeSciJavaParameters() {\n" + "\n".join(assign) + "\n}\n"
+    return prefix + "\n".join(lines) + "\n" + suffix
+
+
+def test_fiji_flavour_as_fijis_macro_engine_wraps_it(require_imagej, tmp_path):
+    # the shipped #@ script, wrapped as Fiji runs it, in plain ImageJ 1.53t -batch; imagej.dir
+    # set as Fiji's launcher sets it, so the script's Fiji check passes
+    import contextlib
+    import os
+    import signal
+    import subprocess
+
+    from pyquint.imagej import find_imagej, find_java, find_xvfb
+
+    xvfb = find_xvfb()
+    if xvfb is None:
+        pytest.skip("plain -batch runs need xvfb-run")
+    install = find_imagej()
+    section = make_section(2)
+    image = tmp_path / "brain_s007.png"
+    Image.fromarray(section.image).save(image)
+    script = (Path(__file__).resolve().parents[1] / "imagej_macros" / "fiji" / "fiji_train.ijm").read_text()
+    values = {"classes": "background,cell", "python": sys.executable, "trees": 10, "suggestions": 2}
+    outputs = []
+    for k, rois in enumerate(([("background", (2, 2, 12, 12)), ("cell", _points(section.truth == 1, 5, np.random.default_rng(1)))],
+                              [("background", (20, 30, 6, 6))])):
+        macro = tmp_path / f"fiji_{k}.ijm"
+        # the prelude (the user's image and ROIs) goes after Fiji's prefix, on the same line
+        wrapped = _as_fiji_runs_it(script, values)
+        head, _, rest = wrapped.partition("initializeSciJavaParameters(); ")
+        macro.write_text(head + "initializeSciJavaParameters(); " + _roi_macro(image, rois).replace("\n", " ") + rest)
+        cmd = [str(xvfb), "-a", str(find_java(None, install)), f"-Dimagej.dir={tmp_path}", "-jar",
+               str(install.ij_jar), "-batch", str(macro)]
+        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])),
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            out, _ = proc.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+            pytest.fail(f"the wrapped Fiji script did not end: {out[-1000:]}")
+        outputs.append(out)
+    assert "this is the Fiji flavour" not in outputs[0]
+    assert "2 'label here next' suggestions added" in outputs[0], outputs[0][-2000:]
+    assert "pyquint (server): iteration 2:" in outputs[1], outputs[1][-2000:]
+    assert PixelClassifier.load(tmp_path / "brain_s007_pyquint" / "model.h5").class_names_ == ["background", "cell"]
