@@ -1,4 +1,4 @@
-"""``pyquint interactive``: one train-and-preview iteration (what the Fiji macro runs)."""
+"""``pyquint interactive``: train-and-preview iterations for the Fiji macro (one-shot or served)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from ..errors import PyquintError
 def cli() -> None:
     """The train-and-preview loop (ilastik's live update) for Fiji and scripts.
 
-    Notebook users: pyquint.interactive.InteractiveSession keeps the features between steps.
+    `step` runs one iteration; `serve` keeps a process for an image that answers the fiji-train
+    macro's requests (features and compiled code stay loaded); `stop` ends it. Notebook users:
+    pyquint.interactive.InteractiveSession keeps the features between steps.
     """
 
 
