@@ -214,6 +214,7 @@ def serve(image_path: str | os.PathLike, *, work_dir: str | os.PathLike | None =
         tmp.write_text(json.dumps({"pid": os.getpid(), "token": token, "image": str(image),
                                    "idle_timeout": idle_timeout, "protocol": PROTOCOL,
                                    "started": time.time()}))
+    release_folder_locks()
     done = threading.Event()
 
     def beat() -> None:
