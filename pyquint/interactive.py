@@ -8,8 +8,10 @@ Two ways in, one set of rules:
   feature is recomputed). :meth:`~InteractiveSession.classifier` gives the
   :class:`~pyquint.pixel.PixelClassifier` to save and batch with.
 * :func:`run_step` for the Fiji macro (``pyquint macro fiji-train``, ``pyquint interactive
-  step``): one process per iteration; labels accumulate in ``<image>_pyquint/labels.png``
-  beside the image, and the model trained on them is saved there too.
+  step``): labels accumulate in ``<image>_pyquint/labels.png`` beside the image, and the model
+  trained on them is saved there too. Called with a :class:`StepCache` (what the server of
+  :mod:`pyquint.interactive_server` keeps between the macro's runs), the features of the image
+  are computed once; without one, every call computes them again. Both give the same files.
 
 Both use the fast trainer by default (``trainer="fast"``) and 100 trees, like the model that
 is saved, so the preview shows what a batch run with the model will give.
@@ -32,22 +34,26 @@ import json
 import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .batch import value_range
 from .errors import InputError
-from .features import FeatureSelection, compute_features
+from .features import DEFAULT_ROUNDING, FeatureSelection, compute_features
 from .forest import FlatForest, train_forest
 from .io import atomic_output, read_image, to_canonical, write_image
 from .lut import glasbey_lut, write_palette_png
+from .parallel import resolve_n_jobs
 from .pixel import PixelClassifier, simple_segmentation, uncertainty_from_proba
 
 __all__ = [
     "InteractiveSession",
     "Preview",
+    "StepCache",
     "StepReport",
     "Suggestion",
     "merge_labels",
@@ -223,14 +229,24 @@ class InteractiveSession:
         self.forest_: FlatForest | None = None
         self._cache: np.ndarray | None = None
         self._n_classes_trained = 0
+        self._trained_on: tuple | None = None
+
+    @property
+    def has_features(self) -> bool:
+        """Whether the features are computed (the next step only trains and predicts)."""
+        return self._cache is not None
 
     @property
     def feature_cache(self) -> np.ndarray:
         """The image's features, (y, x, F) float32, computed on first use and then kept."""
         if self._cache is None:
             self._cache = compute_features(self.image, self.features, axes="yxc",
-                                           rounding="fast", n_jobs=self.n_jobs)
+                                           rounding=DEFAULT_ROUNDING, n_jobs=self.n_jobs)
         return self._cache
+
+    def threads(self) -> int:
+        """Threads the session uses (``n_jobs``, or all cores: :func:`pyquint.parallel.resolve_n_jobs`)."""
+        return resolve_n_jobs(self.n_jobs)
 
     def _n_classes(self) -> int:
         present = np.unique(self.labels_[self.labels_ > 0])
@@ -252,6 +268,14 @@ class InteractiveSession:
         self.labels_ = merge_labels(self.labels_, labels)
         return self.labels_
 
+    def set_labels(self, labels: Any) -> np.ndarray:
+        """Replace all labels (e.g. by those saved beside the image); returns them."""
+        labels = np.asarray(labels)
+        if labels.shape[:2] != self.labels_.shape:
+            raise InputError(f"labels have shape {labels.shape} but the image is {self.labels_.shape}")
+        self.labels_ = merge_labels(None, labels)
+        return self.labels_
+
     def train(self) -> FlatForest:
         """Train a forest on the cached features of every labelled pixel.
 
@@ -265,6 +289,7 @@ class InteractiveSession:
         self.forest_ = train_forest(X, y, n_trees=self.n_trees, seed=self.seed, n_jobs=self.n_jobs,
                                     backend=self.trainer)
         self._n_classes_trained = n_classes
+        self._trained_on = (self.labels_.copy(), self.n_trees, self.seed, self.trainer, self.class_names)
         return self.forest_
 
     def predict_proba(self) -> np.ndarray:
@@ -300,12 +325,32 @@ class InteractiveSession:
         self.iteration_ += 1
         return _preview(proba, self.labels_, n_suggestions, suggestion_size, seconds)
 
+    def _trained_now(self) -> bool:
+        if self.forest_ is None or self._trained_on is None:
+            return False
+        labels, *options = self._trained_on
+        return options == [self.n_trees, self.seed, self.trainer, self.class_names] and np.array_equal(
+            labels, self.labels_)
+
     def classifier(self) -> PixelClassifier:
         """The :class:`PixelClassifier` trained on the image and all labels so far (to save,
-        or to predict other sections with)."""
-        clf = PixelClassifier(features=self.features, n_trees=self.n_trees, seed=self.seed,
-                              class_names=self.class_names, n_jobs=self.n_jobs, trainer=self.trainer)
-        return clf.fit(self.image, self.labels_)
+        or to predict other sections with).
+
+        It is the forest of the last :meth:`train` (trained again only when labels or options
+        changed since), so it equals ``PixelClassifier(...).fit(image, labels)`` with the same
+        options: the same trees, metadata and training record.
+        """
+        if not self._trained_now():
+            self.train()
+        y = self.labels_[self.labels_ > 0]
+        present = sorted(int(c) for c in np.unique(y))
+        info = {"n_images": 1, "n_samples": int(y.size),
+                "samples_per_class": {str(c): int(np.count_nonzero(y == c)) for c in present},
+                "input_dtypes": [str(self.image.dtype)], "value_range": value_range([self.image])}
+        return PixelClassifier.from_forest(
+            self.forest_, features=self.features, ndim=2, n_input_channels=self.image.shape[-1],
+            class_names=self.class_names, rounding=DEFAULT_ROUNDING,
+            seed=self.seed, trainer=self.trainer, training_info=info, n_jobs=self.n_jobs)
 
 
 # --------------------------------------------------------------------------- Fiji step
@@ -336,8 +381,42 @@ def work_dir_for(image_path: str | os.PathLike) -> Path:
 
 def _write_u8(path: Path, values: np.ndarray) -> Path:
     """0..1 floats as an 8-bit grey PNG (0..255), what ImageJ overlays directly."""
+    from PIL import Image
+
     data = np.clip(np.rint(np.asarray(values, np.float64) * 255), 0, 255).astype(np.uint8)
-    return write_image(path, data, "yx")
+    # zlib level 1: a third of the default's time for 15 % more bytes (previews are rewritten
+    # every iteration, and this is the largest part of writing them)
+    with atomic_output(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(data)).save(tmp, format="PNG", compress_level=1)
+    return path
+
+
+class StepCache:
+    """What :func:`run_step` keeps between calls in one process: the session of the last image.
+
+    The key is the image file's path, size and modification time, so a re-saved image gets
+    its features computed again. A long-running process (the server of
+    :mod:`pyquint.interactive_server`) passes the same cache to every :func:`run_step`.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._session: InteractiveSession | None = None
+
+    def session(self, image_path: Path, n_jobs: int | None = None) -> InteractiveSession:
+        """The session of ``image_path`` (read and made anew when the file changed)."""
+        stat = image_path.stat()
+        key = (str(image_path.resolve()), stat.st_size, stat.st_mtime_ns, n_jobs)
+        if key != self._key or self._session is None:
+            self._session = None  # free the old features before computing new ones
+            self._session = _read_session(image_path, n_jobs)
+            self._key = key
+        return self._session
+
+
+def _read_session(image_path: Path, n_jobs: int | None) -> InteractiveSession:
+    data, axes = read_image(image_path)
+    return InteractiveSession(_plane(to_canonical(data, axes)[0], str(image_path)), n_jobs=n_jobs)
 
 
 def run_step(
@@ -353,6 +432,7 @@ def run_step(
     seed: int = 0,
     trainer: str = "fast",
     n_jobs: int | None = None,
+    cache: StepCache | None = None,
 ) -> StepReport:
     """One iteration for the Fiji macro: add labels, train, save the model, write the preview.
 
@@ -373,65 +453,81 @@ def run_step(
         How many "label here next" regions, and their edge in pixels.
     n_trees, seed, trainer, n_jobs
         The forest (see :class:`~pyquint.pixel.PixelClassifier`).
+    cache : StepCache, optional
+        Keeps the image's features for the next call (default: none kept).
 
     Returns
     -------
     StepReport
         Files in ``work_dir``: ``labels.png`` (all labels so far), ``model.h5``,
         ``probability.png`` (8-bit, p × 255), ``segmentation.png`` (Glasbey palette, value =
-        class), ``uncertainty.png`` (8-bit), ``suggestions.csv`` and ``step.json``.
+        class), ``uncertainty.png`` (8-bit), ``suggestions.csv`` and ``step.json``. The model
+        is the one ``PixelClassifier(...).fit(image, labels)`` gives.
     """
     t0 = time.perf_counter()
     if class_names is not None:
+        if len(set(class_names)) != len(class_names):
+            raise InputError(f"class names must be distinct, not {list(class_names)}")
         _class_index(show_class, list(class_names))  # a wrong class name fails before any work
     image_path = Path(image_path)
     if not image_path.is_file():
         raise InputError(f"{image_path}: no such image (save the image before training)")
-    data, axes = read_image(image_path)
-    image = _plane(to_canonical(data, axes)[0], str(image_path))
     work = Path(work_dir) if work_dir is not None else work_dir_for(image_path)
     if work.resolve() == image_path.parent.resolve():
         raise InputError(f"{work}: the work folder must not be the image's own folder")
+    session = (cache or StepCache()).session(image_path, n_jobs)
+    shape = session.image.shape[:2]
     saved = work / "labels.png"
     old = read_image(saved)[0][..., 0] if saved.is_file() else None
     if labels_path is not None:
         new, _ = read_image(labels_path)
         new = new[..., 0] if new.ndim == 3 else new
-        if new.shape != image.shape[:2]:
-            raise InputError(f"{labels_path}: labels have shape {new.shape} but {image_path.name} "
-                             f"is {image.shape[:2]}")
+        if new.shape != shape:
+            raise InputError(f"{labels_path}: labels have shape {new.shape} but {image_path.name} is {shape}")
     elif old is None:
         raise InputError(f"no labels: give a label image (no saved labels in {saved})")
     else:
         new = np.zeros_like(old)
-    labels = merge_labels(old, new)
-    if old is not None and old.shape != image.shape[:2]:
+    if old is not None and old.shape != shape:
         raise InputError(f"{saved} does not match {image_path.name}; delete it to start over")
-    clf = PixelClassifier(n_trees=n_trees, seed=seed, class_names=class_names, n_jobs=n_jobs,
-                          trainer=trainer)
+    labels = merge_labels(old, new)
+    session.class_names = list(class_names) if class_names is not None else None
+    session.n_trees, session.seed, session.trainer = n_trees, seed, trainer
+    session.set_labels(labels)
     t1 = time.perf_counter()
-    clf.fit(image, labels)
+    cached = session.has_features
+    session.feature_cache  # noqa: B018 - computed here (once per image with a cache) to time it
     t2 = time.perf_counter()
-    proba = clf.predict_proba(image)
+    session.train()
     t3 = time.perf_counter()
+    proba = session.predict_proba()
+    t4 = time.perf_counter()
+    clf = session.classifier()
     k = _class_index(show_class, clf.class_names_)
     preview = _preview(proba, labels, n_suggestions, suggestion_size, {})
     work.mkdir(parents=True, exist_ok=True)
-    files = {
-        "labels": write_image(saved, labels, "yx"),
-        "model": clf.save(work / "model.h5", overwrite=True),  # the loop rewrites it each step
-        "probability": _write_u8(work / "probability.png", proba[..., k]),
-        "segmentation": write_palette_png(work / "segmentation.png", preview.segmentation, glasbey_lut("glasbey")),
-        "uncertainty": _write_u8(work / "uncertainty.png", preview.uncertainty),
-        "suggestions": _write_suggestions(work / "suggestions.csv", preview.suggestions),
+    writers = {
+        "labels": lambda: write_image(saved, labels, "yx"),
+        "model": lambda: clf.save(work / "model.h5", overwrite=True),  # rewritten each step
+        "probability": lambda: _write_u8(work / "probability.png", proba[..., k]),
+        "segmentation": lambda: write_palette_png(work / "segmentation.png", preview.segmentation,
+                                                  glasbey_lut("glasbey")),
+        "uncertainty": lambda: _write_u8(work / "uncertainty.png", preview.uncertainty),
+        "suggestions": lambda: _write_suggestions(work / "suggestions.csv", preview.suggestions),
     }
+    # PNG compression releases the GIL: the files are written side by side (each atomically)
+    with ThreadPoolExecutor(max_workers=session.threads()) as pool:
+        futures = {name: pool.submit(write) for name, write in writers.items()}
+        files = {name: future.result() for name, future in futures.items()}
     previous = _read_json(work / "step.json")
+    seconds = {"read": round(t1 - t0, 3), "features": round(t2 - t1, 3), "train": round(t3 - t2, 3),
+               "predict": round(t4 - t3, 3), "write": round(time.perf_counter() - t4, 3),
+               "total": round(time.perf_counter() - t0, 3)}
     report = StepReport(work, files, int(previous.get("iteration", 0)) + 1,
-                        dict(clf.training_info_["samples_per_class"]), preview.suggestions,
-                        {"read": round(t1 - t0, 3), "train": round(t2 - t1, 3),
-                         "predict": round(t3 - t2, 3), "total": round(time.perf_counter() - t0, 3)})
+                        dict(clf.training_info_["samples_per_class"]), preview.suggestions, seconds)
     info = report.to_dict() | {"image": str(image_path), "class_names": clf.class_names_,
-                               "shown_class": clf.class_names_[k], "n_trees": n_trees, "trainer": trainer}
+                               "shown_class": clf.class_names_[k], "n_trees": n_trees, "trainer": trainer,
+                               "features_cached": cached}
     with atomic_output(work / "step.json") as tmp:
         tmp.write_text(json.dumps(info, indent=2))
     files["step"] = work / "step.json"

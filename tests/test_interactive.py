@@ -92,6 +92,18 @@ def test_session_caches_features_and_matches_pixel_classifier(section, monkeypat
         InteractiveSession(section.image).step(np.where(section.labels == 1, 1, 0))
 
 
+def test_session_classifier_is_the_fitted_classifier(section):
+    # classifier() wraps the session's own forest: it must be what PixelClassifier.fit trains
+    session = InteractiveSession(section.image, class_names=["Background", "Stain"], n_trees=8, seed=5)
+    session.step(section.labels)
+    got = session.classifier()
+    want = PixelClassifier(n_trees=8, seed=5, class_names=["Background", "Stain"], trainer="fast").fit(
+        section.image, section.labels)
+    for name in ("feature", "threshold", "left", "right", "value", "roots", "classes"):
+        np.testing.assert_array_equal(getattr(got.forest_, name), getattr(want.forest_, name), err_msg=name)
+    assert got.metadata() == want.metadata()
+
+
 def test_run_step_accumulates_and_saves_a_loadable_model(section, tmp_path):
     image = tmp_path / "brain_s004.png"
     Image.fromarray(section.image).save(image)

@@ -19,6 +19,7 @@ from scipy import ndimage as ndi
 
 from pyquint.data import make_section
 from pyquint.imagej import run_macro
+from pyquint.interactive_server import stop_server
 from pyquint.macros import generate_macro
 
 OUT = Path(__file__).resolve().parent
@@ -69,6 +70,7 @@ def main() -> None:
             # ImageJ's RGB montage with its colours reduced to a 256-colour palette (< 200 kB)
             with Image.open(work / "preview_montage.png") as im:
                 im.convert("RGB").quantize(256).save(OUT / f"fiji_train_preview_{k}.png", optimize=True)
+        stop_server(work)  # the macro's first run left a pyquint server for the image
 
 
 if __name__ == "__main__":

@@ -4,9 +4,15 @@ One run of the macro is one iteration of ilastik's "live update" loop, on the ac
 
 1. the ROIs of the ROI Manager named by class (freehand, rectangles, lines, points) are painted
    into a label image (``roi-labels`` rules; "label here next" ROIs are skipped);
-2. ``pyquint interactive step`` (through ``exec()``) adds them to the labels saved in
-   ``<image>_pyquint/labels.png``, trains (fast trainer), saves ``model.h5`` there and
-   writes the probability, Glasbey segmentation, uncertainty and suggestions;
+2. pyquint adds them to the labels saved in ``<image>_pyquint/labels.png``, trains (fast
+   trainer), saves ``model.h5`` there and writes the probability, Glasbey segmentation,
+   uncertainty and suggestions. With ``serverMinutes`` > 0 (default) the first run starts a
+   pyquint server for the image in the background (``pyquint interactive serve --detach``,
+   :mod:`pyquint.interactive_server`) and every run sends it a request file and waits for the
+   answer file (``timeout``); it keeps the features and compiled code, so later runs skip
+   Python's start and the feature computation. When no server answers (it could not start,
+   it stopped, or it timed out: then it is stopped) the macro runs ``pyquint interactive
+   step`` once through ``exec()``, which writes the same files;
 3. the segmentation becomes an overlay of the image, a 4-slice stack "pyquint preview"
    (image with overlay, probability, segmentation, uncertainty) is shown beside it, and the
    N most uncertain regions are added to the ROI Manager as "label here next k" (the ROI set
@@ -22,6 +28,7 @@ from ._render import MacroSpec, Param
 from .library import ROI_FUNCTIONS
 
 _TRAIN_BODY = r"""
+tStart = getTime();
 setBatchMode(true);
 classList = split(classes, ",");
 for (c = 0; c < classList.length; c++) classList[c] = String.trim(classList[c]);
@@ -63,7 +70,11 @@ if (roiManager("count") > 0) {
 	exit("pyquint: the ROI Manager is empty; draw ROIs and name them by class (" + classes + ", e.g. 'cell-1')");
 }
 print("pyquint: training on " + title + " (labels so far are kept in " + workDir + "labels.png)");
-pyquintExec(python, "interactive step", "", imagePath, newLabels, "--class-names=" + classes, "--show-class=" + showClass + "|--suggestions=" + suggestions + "|--trees=" + trees);
+tLabels = getTime();
+served = false;
+if (serverMinutes > 0) served = pyquintServed(python, workDir, imagePath, newLabels, classes, showClass, suggestions, trees, serverMinutes, timeout);
+if (!served) pyquintExec(python, "interactive step", "", imagePath, newLabels, "--class-names=" + classes, "--show-class=" + showClass + "|--suggestions=" + suggestions + "|--trees=" + trees);
+tPyquint = getTime();
 
 // Suggestions replace those of the previous run.
 for (r = roiManager("count") - 1; r >= 0; r--) {
@@ -91,7 +102,13 @@ for (i = 1; i < rows.length; i++) {
 selectImage(original);
 run("Select None");
 
-// The preview stack: image with overlay, probability, segmentation, uncertainty.
+// The preview stack: image with overlay, probability, segmentation, uncertainty (the one of
+// the previous run is replaced).
+if (isOpen("pyquint preview")) {
+	selectImage("pyquint preview");
+	close();
+}
+selectImage(original);
 run("Flatten");
 flat = getImageID();
 saveAs("PNG", workDir + "overlay.png");
@@ -118,7 +135,11 @@ setSlice(1);
 roiManager("save", workDir + "rois.zip");
 print("pyquint: " + added + " 'label here next' suggestions added to the ROI Manager; overlay and preview stack shown");
 print("pyquint: add ROIs where it is wrong or unsure and run again; model: " + workDir + "model.h5");
+tEnd = getTime();
+print("pyquint: iteration " + d2s(tEnd - tStart, 0) + " ms (ROIs to labels " + d2s(tLabels - tStart, 0) + ", pyquint " + d2s(tPyquint - tLabels, 0) + pyquintVia(served) + ", overlays and preview " + d2s(tEnd - tPyquint, 0) + ")");
 setBatchMode("exit and display");
+// the next run works on the image, not on the preview stack (image ids change on display)
+if (isOpen(title)) selectImage(title);
 
 function pyquintExec(python, command, options, a, b, c, more) {
 	// run pyquint through run_cli (it appends "[pyquint exit status N]"); stop on failure.
@@ -134,6 +155,70 @@ function pyquintExec(python, command, options, a, b, c, more) {
 	if (k < 0) exit("pyquint: could not run pyquint with '" + python + "' (a Python with pyquint installed is needed): " + String.trim(output));
 	status = String.trim(substring(output, k));
 	if (!startsWith(status, "[pyquint exit status 0]")) exit("pyquint " + command + " failed: " + status);
+}
+function pyquintServed(python, workDir, imagePath, labels, classes, showClass, suggestions, trees, minutes, timeout) {
+	// One iteration through the pyquint server of workDir (the first run starts it in the
+	// background; it keeps the features and compiled code): request.txt in, answer.txt out.
+	// False when no server answers: the caller then runs pyquint once.
+	beat = workDir + "server.json";
+	if (!pyquintAlive(beat)) {
+		output = exec(python, "-m", "pyquint.macros.run_cli", "interactive serve", "--detach", imagePath, "--work-dir=" + workDir, "--idle-timeout=" + d2s(60 * minutes, 0));
+		if (indexOf(output, "[pyquint exit status 0]") < 0) {
+			print("pyquint: no server (" + String.trim(output) + "); running pyquint once instead");
+			return false;
+		}
+	}
+	id = d2s(getTime(), 0) + "-" + d2s(floor(random * 1000000), 0);
+	answer = workDir + "answer.txt";
+	if (File.exists(answer)) deleted = File.delete(answer);
+	request = "id=" + id + "\nimage=" + imagePath + "\nlabels=" + labels + "\nclass_names=" + classes;
+	request = request + "\nshow_class=" + showClass + "\nsuggestions=" + suggestions + "\ntrees=" + trees + "\n";
+	part = workDir + ".request.txt.part";
+	File.saveString(request, part);
+	if (!File.rename(part, workDir + "request.txt")) {
+		print("pyquint: could not write " + workDir + "request.txt; running pyquint once instead");
+		return false;
+	}
+	start = getTime();
+	text = "";
+	while (text == "") {
+		if (File.exists(answer)) {
+			text = File.openAsString(answer);
+			if (!startsWith(text, "id=" + id + "\n")) text = "";
+		}
+		if (text == "") {
+			if (!pyquintAlive(beat)) {
+				print("pyquint: the server of " + workDir + " stopped before answering (see its server.log); running pyquint once instead");
+				return false;
+			}
+			if (getTime() - start > 1000 * timeout) {
+				print("pyquint: the pyquint server did not answer within " + timeout + " s (see " + workDir + "server.log); stopping it and running pyquint once instead");
+				print(exec(python, "-m", "pyquint.macros.run_cli", "interactive stop", "", workDir));
+				return false;
+			}
+			wait(10);
+		}
+	}
+	status = "";
+	message = "";
+	lines = split(text, "\n");
+	for (i = 0; i < lines.length; i++) {
+		if (startsWith(lines[i], "status=")) status = substring(lines[i], 7);
+		if (startsWith(lines[i], "message=")) message = substring(lines[i], 8);
+	}
+	if (status != "0") exit("pyquint interactive step failed: " + message);
+	print("pyquint (server): " + message);
+	return true;
+}
+function pyquintAlive(path) {
+	// a server's heartbeat: server.json touched within the last 5 s
+	if (!File.exists(path)) return false;
+	if (getTime() - parseFloat("" + File.lastModified(path)) < 5000) return true;
+	return false;
+}
+function pyquintVia(served) {
+	if (served) return " via its server";
+	return " as one process";
 }
 function pyquintPasteSlice(source, stack, slice, label) {
 	selectImage(source);
@@ -175,7 +260,11 @@ FIJI_TRAIN = MacroSpec(
      Param("python", "str", "python3", "Python", "Python executable that has pyquint installed"),
      Param("batchDir", "dir", "", "Batch folder (optional)", "classify every image here with the model instead of training"),
      Param("model", "file", "", "Model (optional)", "model for the batch (default: the active image's)"),
-     Param("outDir", "dir", "", "Batch output folder (optional)", "default: <batchDir>_pyquint")),
+     Param("outDir", "dir", "", "Batch output folder (optional)", "default: <batchDir>_pyquint"),
+     Param("serverMinutes", "int", 10, "Server idle minutes",
+           "keep pyquint running for this image between runs (faster), until idle this long; 0: one process per run",
+           minimum=0, maximum=1440),
+     Param("timeout", "int", 120, "Timeout (s)", "seconds to wait for the server's answer", minimum=1, maximum=3600)),
     _train_body,
     {"classes": "background,cell", "python": "/usr/bin/python3"},
 )
