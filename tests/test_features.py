@@ -26,6 +26,7 @@ from pyquint.features import (
     kernel_radius,
 )
 from pyquint.features._kernels import correlate_axis
+from pyquint.ilastik import selection_from_ilp
 from pyquint.io import parse_axistags, read_image
 
 ALL = FeatureSelection.all()
@@ -302,7 +303,7 @@ def test_pc_ilp_feature_names_reproduced(pc_ilp):
             compute_in_2d=tuple(fs["ComputeIn2d"][()]),
         )
         stored = [n.decode() for n in f["PixelClassification/ClassifierForests/feature_names"][()]]
-        assert FeatureSelection.from_ilp(fs) == sel
+        assert selection_from_ilp(fs) == sel
     assert feature_names(sel, 1, 2) == stored
     assert len(stored) == 49 and sel == ALL.__class__(ALL.matrix, ALL.scales, compute_in_2d=(True,) * 7)
     assert np.array_equal(sel.matrix, ALL.matrix)
@@ -507,7 +508,7 @@ def test_exactness_oracle_pc_ilp(shared_dir, pc_ilp, cells_png, tmp_path):
     img, axes = read_image(cells_png)
     assert axes == "yxc" and img.shape == (1024, 1344, 1)
     with h5py.File(pc_ilp, "r") as f:
-        sel = FeatureSelection.from_ilp(f["FeatureSelections"])
+        sel = selection_from_ilp(f["FeatureSelections"])
     rates = {}
     for rounding in ("exact", "muladd"):
         feats = compute_features(img, sel, axes=axes, rounding=rounding)

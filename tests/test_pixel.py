@@ -11,6 +11,7 @@ import pytest
 from pyquint.errors import InputError, ModelFileError
 from pyquint.features import FeatureSelection, compute_features
 from pyquint.forest import save_model, train_forest
+from pyquint.ilastik import selection_from_ilp
 from pyquint.io import read_image
 from pyquint.pixel import (
     ILASTIK_LABEL_COLORS,
@@ -238,7 +239,7 @@ def _ilp_labels(pc_ilp, shape):
     with h5py.File(pc_ilp, "r") as f:
         blocks = f["PixelClassification/LabelSets/labels000"]
         assert len(blocks) == 5
-        selection = FeatureSelection.from_ilp(f["FeatureSelections"])
+        selection = selection_from_ilp(f["FeatureSelections"])
         for block in blocks.values():
             text = block.attrs["blockSlice"]
             text = text.decode() if isinstance(text, bytes) else text

@@ -132,11 +132,11 @@ def test_fast_2d_close_to_exact_at_small_sizes_and_chunk_borders(shape, n_thread
     sel = FeatureSelection(ALL.matrix[:, :3], ALL.scales[:3])  # σ ≤ 1: images may be tiny
     img = np.random.default_rng(sum(shape)).random(shape).astype(np.float32) * 200
     exact = compute_features(img, sel, axes="yx", rounding="exact")
-    fast = compute_features(img, sel, axes="yx", rounding="fast", n_threads=n_threads)
+    fast = compute_features(img, sel, axes="yx", rounding="fast", n_jobs=n_threads)
     assert np.allclose(fast, exact, rtol=1e-5, atol=1e-5 * 200)
     # threads (and where chunks start) do not change a bit
     assert np.array_equal(fast, compute_features(img, sel, axes="yx", rounding="fast",
-                                                 n_threads=1))
+                                                 n_jobs=1))
 
 
 def test_fast_multichannel_and_partial_selection():
@@ -156,7 +156,7 @@ def test_fast_multichannel_and_partial_selection():
 def test_feature_bands_equal_whole_image_features():
     img = np.random.default_rng(1).integers(0, 255, (83, 70)).astype(np.uint8)
     whole = compute_features(img, ALL, axes="yx", rounding="fast")
-    bands = feature_bands(img, ALL, axes="yx", n_threads=2)
+    bands = feature_bands(img, ALL, axes="yx", n_jobs=2)
     got = np.full_like(whole, np.nan)
     seen = []
 
