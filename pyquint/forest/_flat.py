@@ -414,19 +414,17 @@ def _run_blocks(layout: Mapping[str, Any], X: np.ndarray, colmap: np.ndarray, ou
         grids = [(X[idx], out[idx]) for idx in np.ndindex(*X.shape[:-3])]
     block = layout["block"]
     walk = (layout["packed"], layout["keys"])
+    # no rows: pure leaves, votes are counted; else the leaf distributions are added
+    value = layout["value"] if layout["value"] is not None else np.zeros((0, 0), np.float64)
     for x3, o3 in grids:
         if winner:
             def run(b0: int, b1: int, x3: np.ndarray = x3, o3: np.ndarray = o3) -> None:
                 _kernels.predict_winner(x3, b0, b1, block, *walk, layout["code"], layout["roots"],
                                         layout["sure"], colmap, o3)
-        elif layout["votes"]:
-            def run(b0: int, b1: int, x3: np.ndarray = x3, o3: np.ndarray = o3) -> None:
-                _kernels.predict_votes(x3, b0, b1, block, *walk, layout["code"], layout["roots"],
-                                       layout["sure"], colmap, o3)
         else:
             def run(b0: int, b1: int, x3: np.ndarray = x3, o3: np.ndarray = o3) -> None:
-                _kernels.predict_sums(x3, b0, b1, block, *walk, layout["roots"], layout["sure"],
-                                      layout["value"], colmap, o3)
+                _kernels.predict_blocks(x3, b0, b1, block, *walk, layout["code"], layout["roots"],
+                                        layout["sure"], value, colmap, o3)
         n_blocks = x3.shape[0] * -(-x3.shape[1] // block)
         # a few chunks per thread even out uneven blocks (borders, NaN rows, early stops)
         n_chunks = min(n_blocks, 4 * n_threads) if n_threads > 1 else 1

@@ -19,10 +19,10 @@ Walk (tree-major): a block of pixels is converted to keys in a feature-major buf
 enough for the L1 cache (:func:`block_size`); each tree (a few kB) then walks the whole
 block, eight pixels in lockstep so that their dependent loads overlap, before the next tree
 is read. The first ``sure`` steps of a tree cannot reach a leaf; after them the walk stops
-when all eight lanes read a leaf's key. :func:`predict_votes` (pure leaves, ≤ 4 classes:
-forests grown to purity by scikit-learn, vigra or pyquint) counts votes in 16-bit counters
-packed in a uint64 per pixel, which equals the float64 sum of one-hot leaf distributions
-exactly; :func:`predict_sums` (any forest) adds leaf distributions in tree order, as
+when all eight lanes read a leaf's key. :func:`predict_blocks` counts votes in 16-bit
+counters packed in a uint64 per pixel for pure leaves and ≤ 4 classes (forests grown to
+purity by scikit-learn, vigra or pyquint), which equals the float64 sum of one-hot leaf
+distributions exactly, and otherwise adds leaf distributions in tree order, as
 scikit-learn's single-threaded ``predict_proba`` does. :func:`predict_winner` returns only
 the winning class and stops a pixel's walk as soon as the trees left cannot change it (from
 half the trees on, checked every ``CHECK_EVERY`` trees; decided pixels leave the block).
@@ -261,73 +261,57 @@ def _walk_sums(buf, m, t0, t1, packed, keys, roots, sure, value, sums):  # pragm
                 sums[q + _U(7), c] += value[n7, c]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _load(X, b, block, buf, bad, row):  # pragma: no cover - compiled
+    # block b: row b // per_row from column (b % per_row) * block, its keys into buf
+    per_row = (X.shape[1] + block - 1) // block
+    r = b // per_row
+    c0 = (b % per_row) * block
+    n = min(block, X.shape[1] - c0)
+    _load_block(X, r, c0, n, block, buf, bad, row)
+    return r, c0, n
+
+
 @njit(cache=True, nogil=True)
-def predict_votes(X, b0, b1, block, packed, keys, code, roots, sure, colmap,
-                  out):  # pragma: no cover - compiled
+def predict_blocks(X, b0, b1, block, packed, keys, code, roots, sure, value, colmap,
+                   out):  # pragma: no cover - compiled
     """Probabilities of blocks ``b0..b1`` of ``X`` (rows, cols, F: float32 features viewed as
-    uint32) into ``out`` (rows, cols, K), for pure-leaf forests of at most four classes
-    (``code`` holds 16 × class).
+    uint32) into ``out`` (rows, cols, K).
 
     Block ``b`` covers row ``b // per_row`` from column ``(b % per_row) * block``. Class
     ``c`` goes to column ``colmap[c]`` of ``out``; other columns are 0. Rows of ``X`` holding
-    NaN get all-zero probabilities (ilastik's behaviour).
+    NaN get all-zero probabilities (ilastik's behaviour). When ``value`` has no rows, the
+    forest's leaves are pure (at most four classes, ``code`` holds 16 × class) and votes are
+    counted (:func:`_walk_votes`); otherwise the leaf distributions ``value`` (n_nodes, C)
+    float64 are added in tree order (:func:`_walk_sums`). Either way the float64 sum divided
+    by the tree count, cast to float32, is scikit-learn's ``predict_proba``.
     """
-    n_cols = X.shape[1]
     n_out = out.shape[2]
     n_classes = colmap.shape[0]
     n_trees = roots.shape[0]
-    per_row = (n_cols + block - 1) // block
+    summing = value.shape[0] > 0
     buf = np.zeros(X.shape[2] * block, np.uint32)
     bad = np.zeros(block, np.bool_)
     row = np.zeros(X.shape[2], np.uint32)
     votes = np.zeros(block, np.uint64)
+    sums = np.zeros((block, n_classes if summing else 0), np.float64)
     for b in range(b0, b1):
-        r = b // per_row
-        c0 = (b % per_row) * block
-        n = min(block, n_cols - c0)
-        _load_block(X, r, c0, n, block, buf, bad, row)
-        votes[:] = 0
-        _walk_votes(buf, n, 0, n_trees, packed, keys, code, roots, sure, votes)
+        r, c0, n = _load(X, b, block, buf, bad, row)
+        if summing:  # a branch per block: the walks themselves stay free of it
+            sums[:] = 0.0
+            _walk_sums(buf, n, 0, n_trees, packed, keys, roots, sure, value, sums)
+        else:
+            votes[:] = 0
+            _walk_votes(buf, n, 0, n_trees, packed, keys, code, roots, sure, votes)
         for i in range(n):
             for k in range(n_out):
                 out[r, c0 + i, k] = 0.0
             if bad[i]:
                 continue
             for c in range(n_classes):
-                # the count is the float64 sum of one-hot leaves; float64 mean, then float32,
-                # exactly as scikit-learn's sum / n_trees cast to ilastik's dtype
-                s = np.float64((votes[i] >> _U(16 * c)) & _U(0xFFFF))
+                # a vote count is the float64 sum of one-hot leaves
+                s = sums[i, c] if summing else np.float64((votes[i] >> _U(16 * c)) & _U(0xFFFF))
                 out[r, c0 + i, colmap[c]] = np.float32(s / n_trees)
-
-
-@njit(cache=True, nogil=True)
-def predict_sums(X, b0, b1, block, packed, keys, roots, sure, value, colmap,
-                 out):  # pragma: no cover - compiled
-    """As :func:`predict_votes` for any forest: leaf distributions ``value`` (n_nodes, C)
-    float64 are added in tree order, as scikit-learn does, then divided by the tree count."""
-    n_cols = X.shape[1]
-    n_out = out.shape[2]
-    n_classes = colmap.shape[0]
-    n_trees = roots.shape[0]
-    per_row = (n_cols + block - 1) // block
-    buf = np.zeros(X.shape[2] * block, np.uint32)
-    bad = np.zeros(block, np.bool_)
-    row = np.zeros(X.shape[2], np.uint32)
-    sums = np.zeros((block, n_classes), np.float64)
-    for b in range(b0, b1):
-        r = b // per_row
-        c0 = (b % per_row) * block
-        n = min(block, n_cols - c0)
-        _load_block(X, r, c0, n, block, buf, bad, row)
-        sums[:] = 0.0
-        # trees outer: each pixel's float64 sum runs in tree order
-        _walk_sums(buf, n, 0, n_trees, packed, keys, roots, sure, value, sums)
-        for i in range(n):
-            for k in range(n_out):
-                out[r, c0 + i, k] = 0.0
-            if not bad[i]:
-                for c in range(n_classes):
-                    out[r, c0 + i, colmap[c]] = np.float32(sums[i, c] / n_trees)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -343,28 +327,23 @@ def _keep(buf, block, n_feat, votes, pos, i, dest):  # pragma: no cover - compil
 @njit(cache=True, nogil=True)
 def predict_winner(X, b0, b1, block, packed, keys, code, roots, sure, colmap,
                    out):  # pragma: no cover - compiled
-    """The winning column of each pixel (``argmax`` of :func:`predict_votes`' output, ties to
+    """The winning column of each pixel (``argmax`` of :func:`predict_blocks`' output, ties to
     the lower column; 0 for rows holding NaN) into ``out`` (rows, cols) int32.
 
     Exact early stopping: after tree ``t`` a pixel whose leader ``w`` beats every other class
     ``c`` even if ``c`` took all ``n_trees − t`` remaining votes (``v_w > v_c + rest``, or
     equal with ``w`` in the lower column) is decided and leaves the block; the others go on.
     """
-    n_cols = X.shape[1]
     n_feat = X.shape[2]
     n_classes = colmap.shape[0]
     n_trees = roots.shape[0]
-    per_row = (n_cols + block - 1) // block
     buf = np.zeros(n_feat * block, np.uint32)
     bad = np.zeros(block, np.bool_)
-    row = np.zeros(X.shape[2], np.uint32)
+    row = np.zeros(n_feat, np.uint32)
     votes = np.zeros(block, np.uint64)
     pos = np.zeros(block, np.int64)
     for b in range(b0, b1):
-        r = b // per_row
-        c0 = (b % per_row) * block
-        n = min(block, n_cols - c0)
-        _load_block(X, r, c0, n, block, buf, bad, row)
+        r, c0, n = _load(X, b, block, buf, bad, row)
         for i in range(n):
             votes[i] = 0
             pos[i] = i
