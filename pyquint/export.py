@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
-from .io import atomic_output, axistags_json, reorder_axes, split_h5_path
+from .io import atomic_output, axistags_json, reorder_axes, split_h5_path, write_png
+from .naming import input_file, nickname
 from .sequences import SEQUENCE_FORMATS, SlicePlaceholder, is_sequence_format, sequence_slices
-from .zarrio import is_zarr_path, split_zarr_path, write_ome_zarr
+from .zarrio import write_ome_zarr
 
 __all__ = [
     "EXPORT_DTYPES",
@@ -79,11 +80,6 @@ _EXPORT_DTYPE_NAMES = _INT_DTYPES + ("float32", "float64")
 
 
 # --------------------------------------------------------------------------- names
-def _split_input(raw_path: str | os.PathLike) -> tuple[Path, str | None]:
-    """An input's file (or zarr store) and inner dataset path."""
-    return split_zarr_path(raw_path) if is_zarr_path(raw_path) else split_h5_path(raw_path)
-
-
 def normalize_source(source: str) -> str:
     """ilastik's display name of an export source, matched case-insensitively."""
     key = str(source).strip().lower().replace("_", " ")
@@ -109,21 +105,6 @@ def normalize_format(fmt: str) -> str:
 def format_extension(fmt: str) -> str:
     """File extension (without dot) of an output format."""
     return EXPORT_FORMATS[normalize_format(fmt)]
-
-
-def nickname(raw_path: str | os.PathLike) -> str:
-    """ilastik's nickname of an input: the file's stem, plus ``-inner-path`` for HDF5 datasets.
-
-    >>> nickname("data/img.h5/volume/data")
-    'img-volume-data'
-    >>> nickname("sections/brain_s001.png")
-    'brain_s001'
-    """
-    file, inner = _split_input(raw_path)
-    name = file.stem
-    if inner:
-        name += "-" + inner.strip("/").replace("/", "-")
-    return name
 
 
 class _Formatter(string.Formatter):
@@ -172,7 +153,7 @@ def export_filename(
     -------
     Path
     """
-    file, _ = _split_input(raw_path)
+    file = input_file(raw_path)
     template = DEFAULT_FILENAME_FORMAT if filename_format is None else str(filename_format)
     known: dict[str, Any] = {
         "dataset_dir": os.fspath(dataset_dir) if dataset_dir is not None else os.fspath(file.parent),
@@ -411,8 +392,6 @@ def _write_h5(file: Path, inner: str, data: np.ndarray, axes: str,
 
 
 def _write_png(file: Path, data: np.ndarray, axes: str) -> None:
-    from PIL import Image
-
     spatial = [a for a, s in zip(axes, data.shape) if a != "c" and s > 1]
     if len(spatial) > 2:
         raise InputError(f"{file}: PNG holds 2-D images; this result has axes {axes!r} with "
@@ -429,15 +408,7 @@ def _write_png(file: Path, data: np.ndarray, axes: str) -> None:
         data = _png_uint8(data)
     if data.dtype == np.uint16 and data.ndim == 3:
         data = _png_uint8(data)
-    data = np.ascontiguousarray(data)
-    with atomic_output(file) as tmp:
-        if data.dtype == np.uint16:
-            im = Image.frombytes("I;16", (data.shape[1], data.shape[0]), data.astype("<u2").tobytes())
-        elif data.ndim == 3 and data.shape[-1] == 2:
-            im = Image.frombytes("LA", (data.shape[1], data.shape[0]), data.tobytes())
-        else:
-            im = Image.fromarray(data)
-        im.save(tmp, format="PNG")
+    write_png(file, data)
 
 
 def _write_tiff(file: Path, data: np.ndarray, axes: str) -> None:

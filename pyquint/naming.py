@@ -16,10 +16,21 @@ from .errors import InputError
 from .io import split_h5_path
 from .zarrio import is_zarr_path, split_zarr_path
 
-__all__ = ["check_distinct_outputs", "nickname", "pair_by_name", "stem_names"]
+__all__ = ["check_distinct_outputs", "input_file", "nickname", "pair_by_name", "stem_names"]
 
 T = TypeVar("T")
 U = TypeVar("U")
+
+
+def _split_input(raw_path: str | os.PathLike) -> tuple[Path, str | None]:
+    file, inner = split_zarr_path(raw_path) if is_zarr_path(raw_path) else split_h5_path(raw_path)
+    return Path(file), inner
+
+
+def input_file(raw_path: str | os.PathLike) -> Path:
+    """The file (or zarr store) of an input, without its inner dataset path
+    (``data/img.h5/volume/data`` -> ``data/img.h5``)."""
+    return _split_input(raw_path)[0]
 
 
 def nickname(raw_path: str | os.PathLike) -> str:
@@ -31,8 +42,8 @@ def nickname(raw_path: str | os.PathLike) -> str:
     >>> nickname("sections/brain_s001.png")
     'brain_s001'
     """
-    file, inner = split_zarr_path(raw_path) if is_zarr_path(raw_path) else split_h5_path(raw_path)
-    name = Path(file).stem
+    file, inner = _split_input(raw_path)
+    name = file.stem
     if inner:
         name += "-" + inner.strip("/").replace("/", "-")
     return name
@@ -113,9 +124,14 @@ def pair_by_name(
 
 def check_distinct_outputs(inputs: Sequence[object], outputs: Sequence[object]) -> None:
     """Raise an :class:`InputError` naming both inputs when two of them would be written to
-    one output (e.g. ``a/x.png`` and ``b/x.tif`` both to ``out/x.png``)."""
+    one output (e.g. ``a/x.png`` and ``b/x.tif`` both to ``out/x.png``).
+
+    ``inputs[i]`` is written to ``outputs[i]``; an input may appear several times (one entry
+    per output it makes). Paths are compared as absolute paths.
+    """
     seen: dict[object, object] = {}
     for src, dst in zip(inputs, outputs):
-        if dst in seen:
-            raise InputError(f"{seen[dst]} and {src} would both be written to {dst}")
-        seen[dst] = src
+        key = Path(os.path.abspath(dst)) if isinstance(dst, (str, os.PathLike)) else dst
+        if key in seen and seen[key] != src:
+            raise InputError(f"{seen[key]} and {src} would both be written to {dst}")
+        seen[key] = src

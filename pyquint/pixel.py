@@ -31,7 +31,15 @@ from . import __version__
 from .batch import value_range
 from .errors import InputError, ModelFileError
 from .export import EXPORT_SOURCES
-from .features import FeatureSelection, compute_features, feature_bands, feature_halo, feature_names
+from .features import (
+    DEFAULT_ROUNDING,
+    ROUNDINGS,
+    FeatureSelection,
+    compute_features,
+    feature_bands,
+    feature_halo,
+    feature_names,
+)
 from .forest import (
     DEFAULT_TRAINER,
     FlatForest,
@@ -40,6 +48,7 @@ from .forest import (
     save_model,
     train_forest,
 )
+from .parallel import resolve_n_jobs
 from .pixel_sources import (
     ILASTIK_LABEL_COLORS,
     _as_list,
@@ -65,7 +74,6 @@ __all__ = [
     "uncertainty_from_proba",
 ]
 
-ROUNDINGS = ("exact", "muladd", "fast")
 # Feature memory per prediction tile (float32 channels over the tile and its halo; for the
 # banded fast 2-D path, the pre-smoothed planes).
 _TILE_BYTES = 256 * 2**20
@@ -92,10 +100,13 @@ class PixelClassifier:
     class_colors : sequence of (r, g, b), optional
         Colour of each class (0..255); default ilastik's label colours.
     n_jobs : int, optional
-        Threads for training and prediction (default: all cores).
-    rounding : {"fast", "exact", "muladd"}
-        Arithmetic of the feature filters (see :func:`pyquint.features.compute_features`);
-        ``"fast"`` is within 1e-5 of ``"exact"`` (which reproduces ilastik ≥ 1.4 bit for bit).
+        Threads for training and prediction (:func:`pyquint.parallel.resolve_n_jobs`;
+        default: all cores).
+    rounding : {"fast", "exact", "muladd", "vigra"}
+        Arithmetic of the feature filters (:data:`pyquint.features.ROUNDINGS`, see
+        :func:`pyquint.features.compute_features`); the default ``"fast"``
+        (:data:`pyquint.features.DEFAULT_ROUNDING`) is within 1e-5 of ``"exact"`` (which
+        reproduces ilastik ≥ 1.4 bit for bit).
     trainer : {"fast", "sklearn"}
         Forest trainer: pyquint's compiled vigra-like trainer (default: bootstrap, Gini,
         round(√F) features, exact splits at midpoints, grown to purity; about 10× faster than
@@ -128,7 +139,7 @@ class PixelClassifier:
         class_names: Sequence[str] | None = None,
         class_colors: Sequence[Sequence[int]] | None = None,
         n_jobs: int | None = None,
-        rounding: str = "fast",
+        rounding: str = DEFAULT_ROUNDING,
         trainer: str = DEFAULT_TRAINER,
     ) -> None:
         self.features = features
@@ -176,14 +187,6 @@ class PixelClassifier:
         edge = int(math.sqrt(_TILE_BYTES / per_pixel))
         return max(64, edge - 2 * feature_halo(selection))
 
-    def _threads(self) -> int:
-        if self.n_jobs is None or self.n_jobs < 1:
-            try:
-                return len(os.sched_getaffinity(0))
-            except AttributeError:  # pragma: no cover - not Linux
-                return os.cpu_count() or 1
-        return int(self.n_jobs)
-
     def _tiles(self, image: np.ndarray, axes: str, tile: int, halo: int,
                consume: Any, pool: ThreadPoolExecutor | None, rows: Any = None) -> None:
         """Features of every tile's core, in pieces: ``consume(core_index, features)``.
@@ -204,7 +207,7 @@ class PixelClassifier:
                 consume(core, feats[inner])
                 continue
             bands = feature_bands(image[outer], self._selection(), axes=axes,
-                                  n_jobs=self._threads())
+                                  n_jobs=resolve_n_jobs(self.n_jobs))
             oy = outer[-2].start
 
             def band(y0: int, y1: int, feats: np.ndarray, core: Any = core, inner: Any = inner,
@@ -214,7 +217,7 @@ class PixelClassifier:
             bands.map(band, rows=(span[0] - oy, span[1] - oy), pool=pool)
 
     def _pool(self) -> ThreadPoolExecutor | None:
-        n = self._threads()
+        n = resolve_n_jobs(self.n_jobs)
         return ThreadPoolExecutor(n) if n > 1 else None
 
     def _check_image(self, image: Any, name: str = "image") -> tuple[np.ndarray, str]:
@@ -491,7 +494,7 @@ class PixelClassifier:
             n_classes = int(meta["n_classes"])
             names = meta["class_names"]
             colors = check_colors(meta["class_colors"], n_classes)
-            rounding = meta.get("rounding", "fast")
+            rounding = meta.get("rounding", DEFAULT_ROUNDING)
             seed = int(meta["seed"])
         except KeyError as exc:
             raise ModelFileError(f"{where}: metadata lacks {exc}") from exc
@@ -525,7 +528,7 @@ class PixelClassifier:
         n_input_channels: int,
         class_names: Sequence[str] | None = None,
         class_colors: Sequence[Sequence[int]] | None = None,
-        rounding: str = "fast",
+        rounding: str = DEFAULT_ROUNDING,
         seed: int = 0,
         trainer: str = DEFAULT_TRAINER,
         training_info: dict | None = None,

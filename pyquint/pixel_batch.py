@@ -37,11 +37,14 @@ from .export import (
 )
 from .frames import predict_sources_by_frame
 from .io import read_image, to_canonical
+from .naming import check_distinct_outputs, pair_by_name
 
-__all__ = ["BatchResult", "ExportSpec", "plan_outputs", "predict_files", "read_training_image",
-           "train_files"]
+__all__ = ["BatchResult", "ExportSpec", "label_names", "pair_training_folders", "plan_outputs",
+           "predict_files", "read_training_image", "train_files"]
 
 _ROI_FIELDS = re.compile(r"\{(roi|[tzyxc]_(start|stop))\}")
+_SECTION = re.compile(r"^(.*?)([_-]s\d+)$", re.IGNORECASE)
+_LABEL_WORDS = ("labels", "label", "Labels", "Label")
 
 #: ``read(path) -> (data, axes)``: one input image and its stored axes.
 Reader = Callable[[Path], "tuple[np.ndarray, str]"]
@@ -206,12 +209,9 @@ def plan_outputs(
             if made_by.get(p.resolve(), p.resolve()) == p.resolve() or p in given}
     if not plan:
         raise InputError("no input images left (the inputs are all outputs of this command)")
-    claimed: dict[Path, Path] = {}
-    for p, outs in plan.items():
-        for o in outs.values():
-            other = claimed.setdefault(Path(os.path.abspath(o)), p)
-            if other != p:
-                raise InputError(f"{p} and {other} would both be written to {o}")
+    # one input may write several sources to one file; two inputs may not share one
+    pairs = [(p, o) for p, outs in plan.items() for o in outs.values()]
+    check_distinct_outputs([p for p, _ in pairs], [o for _, o in pairs])
     return plan
 
 
@@ -328,6 +328,48 @@ def read_training_image(path: str | os.PathLike, axes: str | None = None) -> np.
         raise InputError(f"{path}: time series are not supported for pixel classification "
                          f"(axes {ax!r}); export single time points")
     return canon
+
+
+def label_names(image: str | os.PathLike) -> list[str]:
+    """The names a training image's label image may have, most wanted first: its own stem
+    (in another folder), ``{stem}_labels`` / ``-labels`` / ``_label`` ..., and for Nutil's
+    section names ``brain_labels_s001`` for ``brain_s001`` (the ``_sXXX`` id stays last)."""
+    stem = Path(image).stem
+    names = [stem] + [f"{stem}{sep}{w}" for w in _LABEL_WORDS for sep in ("_", "-")]
+    m = _SECTION.match(stem)
+    if m:
+        names += [f"{m.group(1)}_{w}{m.group(2)}" for w in _LABEL_WORDS]
+    return names
+
+
+def pair_training_folders(images_dir: str | os.PathLike, labels_dir: str | os.PathLike
+                          ) -> tuple[list[Path], list[Path]]:
+    """Training images and their label images, matched by name (:func:`label_names`).
+
+    The two folders may be one: then images without a label image are not training images,
+    and label images are never images of their own.
+
+    Raises
+    ------
+    InputError
+        An image without a label image (separate folders), or no pair at all.
+    """
+    images_dir, labels_dir = Path(images_dir), Path(labels_dir)
+    images = collect_inputs([images_dir])
+    found = pair_by_name(images, collect_inputs([labels_dir]), names=label_names,
+                         duplicates="first", what="label")
+    one_folder = same_file(images_dir, labels_dir)
+    if not one_folder:
+        for img, lab in zip(images, found):
+            if lab is None:
+                raise InputError(f"{img}: no label image for it in {labels_dir} (looked for "
+                                 f"{', '.join(label_names(img)[:3])}, ...)")
+    label_files = {lab.resolve() for lab in found if lab is not None}
+    pairs = [(img, lab) for img, lab in zip(images, found)
+             if lab is not None and img.resolve() not in label_files]
+    if not pairs:
+        raise InputError(f"no image in {images_dir} has a label image in {labels_dir}")
+    return [i for i, _ in pairs], [lab for _, lab in pairs]
 
 
 def train_files(

@@ -149,7 +149,7 @@ def test_resume_and_overwrite(cells, predicted: Path, tmp_path: Path) -> None:
     assert result.written == [] and len(result.skipped) == 3
     assert {f.name: f.stat().st_mtime_ns for f in out.iterdir()} == stamp
     (out / "cells_1.tiff").unlink()
-    result = run(folder / "pixel_classifier.ilp", folder / "ilastik_img", out, threads=1, n_trees=10)
+    result = run(folder / "pixel_classifier.ilp", folder / "ilastik_img", out, n_jobs=1, n_trees=10)
     assert [f.name for f in result.written] == ["cells_1.tiff"] and len(result.skipped) == 2
     assert (out / "cells_0.tiff").stat().st_mtime_ns == stamp["cells_0.tiff"]
 
@@ -160,7 +160,7 @@ def test_same_seed_same_probabilities(cells, tmp_path: Path) -> None:
     shutil.copy(folder / "ilastik_img" / "cells_2.h5", tmp_path / "img")
     outs = []
     for name, seed in (("a", 7), ("b", 7), ("c", 8)):
-        run(folder / "pixel_classifier.ilp", tmp_path / "img", tmp_path / name, threads=1, seed=seed, n_trees=10)
+        run(folder / "pixel_classifier.ilp", tmp_path / "img", tmp_path / name, n_jobs=1, seed=seed, n_trees=10)
         outs.append(tifffile.imread(tmp_path / name / "cells_2.tiff"))
     assert np.array_equal(outs[0], outs[1])
     assert not np.array_equal(outs[0], outs[2])
@@ -168,11 +168,32 @@ def test_same_seed_same_probabilities(cells, tmp_path: Path) -> None:
 
 def test_tiles_give_the_whole_image_result(cells, monkeypatch) -> None:
     folder, _ = cells
-    clf = SteinbockClassifier.from_project(folder / "pixel_classifier.ilp", threads=1, n_trees=10)
+    clf = SteinbockClassifier.from_project(folder / "pixel_classifier.ilp", n_jobs=1, n_trees=10)
     image = read_ilastik_h5(folder / "ilastik_img" / "cells_0.h5", "img")
     whole = clf.predict_proba(image)
     monkeypatch.setattr(run_module, "_TILE", 37)
     np.testing.assert_array_equal(clf.predict_proba(image), whole)
+
+
+def test_threads_is_a_deprecated_n_jobs_and_rounding_follows_the_project(cells, tmp_path: Path) -> None:
+    from pyquint.ilastik import default_rounding, read_project
+
+    folder, _ = cells
+    project = folder / "pixel_classifier.ilp"
+    clf = SteinbockClassifier.from_project(project, n_jobs=1, n_trees=5)
+    # the same default as every other .ilp entry point (ilastik predict, large predict)
+    assert clf.rounding == clf.classifier.rounding == default_rounding(read_project(project))
+    image = read_ilastik_h5(folder / "ilastik_img" / "cells_0.h5", "img")
+    with pytest.warns(DeprecationWarning, match="threads= is deprecated; use n_jobs="):
+        old = clf.predict_proba(image, threads=1)
+    np.testing.assert_array_equal(old, clf.predict_proba(image, n_jobs=1))
+    (tmp_path / "img").mkdir()
+    shutil.copy(folder / "ilastik_img" / "cells_2.h5", tmp_path / "img")
+    with pytest.warns(DeprecationWarning, match="threads= is deprecated"):
+        run(project, tmp_path / "img", tmp_path / "a", threads=1, seed=3, n_trees=5)
+    run(project, tmp_path / "img", tmp_path / "b", n_jobs=1, seed=3, n_trees=5)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "a" / "cells_2.tiff"),
+                                  tifffile.imread(tmp_path / "b" / "cells_2.tiff"))
 
 
 # --------------------------------------------------------------------------- bad input
@@ -221,7 +242,7 @@ def test_run_on_steinbock_made_project(tmp_path: Path, reference_dir: Path) -> N
         labels.append(np.select([mean >= hi, (mean >= mid_lo) & (mean <= mid_hi), mean <= lo], [1, 2, 3], 0))
     write_labels(tmp_path / "pixel_classifier.ilp", labels)
     result = run(tmp_path / "pixel_classifier.ilp", tmp_path / "ilastik_img", tmp_path / "ilastik_probabilities",
-                 n_trees=20, threads=2)
+                 n_trees=20, n_jobs=2)
     assert [f.name for f in result.written] == ["synth_a.tiff", "synth_b.tiff", "synth_c.tiff"]
     for f in result.written:
         proba = tifffile.imread(f)
@@ -238,11 +259,11 @@ def test_stored_forest_is_used(forested_ilp: Path) -> None:
     from pyquint.ilastik.project import read_project
 
     project = read_project(forested_ilp)
-    clf = SteinbockClassifier.from_project(forested_ilp, threads=2)
+    clf = SteinbockClassifier.from_project(forested_ilp, n_jobs=2)
     assert clf.source == "stored forest" and clf.forest.n_features == 49
     image, _ = project.read_lane(0)
     region = image.reshape(image.shape[:2])[np.newaxis]
-    proba = clf.predict_proba(region, threads=2)
+    proba = clf.predict_proba(region, n_jobs=2)
     labels = project.label_image(0)[..., 0]
     mask = labels > 0
     agreement = (proba.argmax(-1) + 1)[mask] == labels[mask]

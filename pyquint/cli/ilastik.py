@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ..features import ROUNDINGS
 from ..ilastik import read_project
 from ..ilastik.headless import predict_project
 from ..ilastik.objects import predict_object_project
@@ -64,7 +65,7 @@ def cli() -> None:
               help="Train a new forest from the project's labels (and its lanes' images) instead "
                    "of using the stored one. Projects without a stored forest always retrain.")
 @click.option("--seed", type=int, default=None, help="Seed of a retrained forest.")
-@click.option("--rounding", type=click.Choice(["exact", "muladd", "fast", "vigra"]), default=None,
+@click.option("--rounding", type=click.Choice(ROUNDINGS), default=None,
               help="Feature arithmetic (default: fast for ilastik >= 1.4 projects, muladd before; "
                    "vigra: ilastik's vigra filters, the best match for 1.2 projects).")
 @click.option("--threads", type=int, default=None, help="Threads (default: all cores).")

@@ -10,7 +10,8 @@ import click
 import numpy as np
 
 from ..distributed import get_client
-from ..errors import PyquintError
+from ..errors import InputError
+from ..features import ROUNDINGS
 from ..ilastik import classifier_from_project
 from ..io import split_h5_path
 from ..lut import load_lut
@@ -83,8 +84,8 @@ def _palette(spec: str | None, classifier) -> np.ndarray | None:
                    "memory). With --scheduler: tiles in flight (default 4).")
 @click.option("--scheduler", help="tcp://host:port of a dask.distributed scheduler: tiles run on "
                                   "its workers (which must see IMAGES); writing stays local.")
-@click.option("--rounding", type=click.Choice(["fast", "exact", "muladd"]),
-              help="Feature arithmetic (default: the model's).")
+@click.option("--rounding", type=click.Choice(ROUNDINGS), default=None,
+              help="Feature arithmetic (default: the model's; for an .ilp, its ilastik version's).")
 @click.option("--axes", help="Stored axes of the images when the file does not say, e.g. cyx.")
 @click.option("--scale-level", type=click.IntRange(0), default=0,
               help="Resolution level of OME-Zarr inputs (0 = full resolution).")
@@ -114,22 +115,19 @@ def predict(model: Path, images: tuple[str, ...], out: Path, sources: tuple[str,
       pyquint large predict model.h5 section.tif --export-source "Simple Segmentation" \\
           --output-format png --lut glasbey -o out/
     """
+    clf = _load_classifier(model, rounding)
+    palette = _palette(lut, clf)
+    client = get_client(scheduler) if scheduler else None
     try:
-        clf = _load_classifier(model, rounding)
-        palette = _palette(lut, clf)
-        client = get_client(scheduler) if scheduler else None
-        try:
-            result = predict_tiled_files(
-                clf, images, out, sources=sources, formats=[_FORMATS[f] for f in fmts],
-                overwrite=overwrite, tile=tile, halo=halo, n_workers=workers,
-                executor=client.get_executor() if client is not None else None,
-                palette=palette, axes=axes, scale_level=scale_level,
-                name_format=name_format, report=click.echo)
-        finally:
-            if client is not None:
-                client.close()
-    except PyquintError as exc:
-        raise click.ClickException(str(exc)) from exc
+        result = predict_tiled_files(
+            clf, images, out, sources=sources, formats=[_FORMATS[f] for f in fmts],
+            overwrite=overwrite, tile=tile, halo=halo, n_workers=workers,
+            executor=client.get_executor() if client is not None else None,
+            palette=palette, axes=axes, scale_level=scale_level,
+            name_format=name_format, report=click.echo)
+    finally:
+        if client is not None:
+            client.close()
     if result.skipped:
         click.echo(f"skipped {len(result.skipped)} existing output(s) (--overwrite to redo)")
 
@@ -154,12 +152,9 @@ def make_test_image(output: str, size: tuple[int, int], seed: int, tile: int, pa
     """
     file = split_h5_path(output)[0]
     if file.exists() and not overwrite:
-        raise click.ClickException(f"{file} exists; use --overwrite to replace it")
+        raise InputError(f"{file} exists; use --overwrite to replace it")
     suffix = file.suffix.lower()
     compression = ("zlib" if suffix in (".tif", ".tiff") else "gzip") if compress else None
-    try:
-        start = time.perf_counter()
-        write_test_image(output, size, seed=seed, tile=tile, n_patterns=patterns, compression=compression)
-    except PyquintError as exc:
-        raise click.ClickException(str(exc)) from exc
+    start = time.perf_counter()
+    write_test_image(output, size, seed=seed, tile=tile, n_patterns=patterns, compression=compression)
     click.echo(f"wrote {file} ({size[0]} × {size[1]}) in {time.perf_counter() - start:.1f} s")

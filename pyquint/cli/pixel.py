@@ -2,47 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import click
 
-from ..batch import collect_inputs, same_file
-from ..errors import InputError, PyquintError
-from ..features import FeatureSelection
+from ..batch import collect_inputs
+from ..errors import InputError
+from ..features import DEFAULT_ROUNDING, ROUNDINGS
+from ..ilastik import load_feature_selection
 from ..pixel import PixelClassifier
-from ..pixel_batch import ExportSpec, predict_files, train_files
-
-_SECTION = re.compile(r"^(.*?)([_-]s\d+)$", re.IGNORECASE)
-_LABEL_WORDS = ("labels", "label", "Labels", "Label")
-
-
-def _fail(exc: PyquintError) -> click.ClickException:
-    return click.ClickException(str(exc))
-
-
-# --------------------------------------------------------------------------- train helpers
-def _parse_features(text: str) -> FeatureSelection:
-    key = text.strip()
-    if key.lower() == "all":
-        return FeatureSelection.all()
-    if key.lower() == "steinbock":
-        return FeatureSelection.steinbock()
-    path = Path(key)
-    if not key.startswith("{") and path.is_file():
-        try:
-            key = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}: cannot read the feature selection: {exc}") from exc
-    elif not key.startswith("{"):
-        raise InputError(f"--features must be 'all', 'steinbock', a JSON object or a JSON file, "
-                         f"not {text!r}")
-    try:
-        data = json.loads(key)
-    except ValueError as exc:
-        raise InputError(f"--features: invalid JSON ({exc})") from exc
-    return FeatureSelection.from_dict(data)
+from ..pixel_batch import ExportSpec, pair_training_folders, predict_files, train_files
 
 
 def _parse_colors(text: str | None) -> list[tuple[int, int, int]] | None:
@@ -55,39 +25,6 @@ def _parse_colors(text: str | None) -> list[tuple[int, int, int]] | None:
             raise InputError(f"--class-colors: {item!r} is not a hex colour like #ffe119")
         colors.append(tuple(int(item[i:i + 2], 16) for i in (0, 2, 4)))
     return colors
-
-
-def _label_candidates(stem: str) -> list[str]:
-    names = [stem] + [f"{stem}{sep}{w}" for w in _LABEL_WORDS for sep in ("_", "-")]
-    m = _SECTION.match(stem)
-    if m:  # brain_s001 -> brain_labels_s001 (Nutil's _sXXX stays last)
-        names += [f"{m.group(1)}_{w}{m.group(2)}" for w in _LABEL_WORDS]
-    return names
-
-
-def _pair_folders(images_dir: Path, labels_dir: Path) -> tuple[list[Path], list[Path]]:
-    """Match images to label images by name (same name, or with a ``_labels`` suffix)."""
-    images = collect_inputs([images_dir])
-    labels = collect_inputs([labels_dir])
-    by_stem: dict[str, Path] = {}
-    for p in labels:
-        by_stem.setdefault(p.stem, p)
-    same = same_file(images_dir, labels_dir)
-    label_files = set()
-    pairs = []
-    for img in images:
-        match = next((by_stem[c] for c in _label_candidates(img.stem)
-                      if c in by_stem and not same_file(by_stem[c], img)), None)
-        if match is not None:
-            pairs.append((img, match))
-            label_files.add(match.resolve())
-        elif not same:
-            raise InputError(f"{img}: no label image for it in {labels_dir} (looked for "
-                             f"{', '.join(_label_candidates(img.stem)[:3])}, ...)")
-    pairs = [(i, lab) for i, lab in pairs if i.resolve() not in label_files]
-    if not pairs:
-        raise InputError(f"no image in {images_dir} has a label image in {labels_dir}")
-    return [i for i, _ in pairs], [lab for _, lab in pairs]
 
 
 # --------------------------------------------------------------------------- commands
@@ -113,8 +50,8 @@ def cli() -> None:
                    "the name with _labels added (brain_s001 -> brain_labels_s001 too).")
 @click.option("--features", "features", default="all", show_default=True,
               help="Feature selection: 'all' (ilastik's select-all, 49 channels for grey 2-D), "
-                   "'steinbock' (every feature at σ >= 1), or a JSON object/file "
-                   '{"matrix": [[...6 rows...]], "scales": [...]}.')
+                   "'steinbock' (every feature at σ >= 1), a JSON object/file "
+                   '{"matrix": [[...6 rows...]], "scales": [...]}, or an ilastik .ilp project.')
 @click.option("--trees", default=100, show_default=True, type=click.IntRange(1, 10000),
               help="Number of trees (ilastik uses 100).")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=None,
@@ -126,10 +63,10 @@ def cli() -> None:
 @click.option("--class-colors", default=None,
               help="Comma-separated hex colours of the classes, e.g. '#ffe119,#0082c8' "
                    "(default: ilastik's label colours).")
-@click.option("--rounding", type=click.Choice(["fast", "exact", "muladd"]), default="fast",
+@click.option("--rounding", type=click.Choice(ROUNDINGS), default=DEFAULT_ROUNDING,
               show_default=True,
               help="Feature arithmetic: 'exact' reproduces ilastik >= 1.4 bit for bit, 'muladd' "
-                   "ilastik < 1.4, 'fast' is within 1e-5 of 'exact'.")
+                   "ilastik < 1.4, 'vigra' ilastik 1.2, 'fast' is within 1e-5 of 'exact'.")
 @click.option("--trainer", type=click.Choice(["fast", "sklearn"]), default="fast", show_default=True,
               help="Forest trainer: pyquint's compiled vigra-like trainer (default, ~10x faster) "
                    "or scikit-learn with ilastik's settings (same rules, other trees for the same seed).")
@@ -152,26 +89,24 @@ def train(images: tuple[Path, ...], labels: tuple[Path, ...], images_dir: Path |
       pyquint pixel train a.png b.png -l a_labels.png -l b_labels.png -o model.h5
       pyquint pixel train --images-dir sections --labels-dir labels --seed 1 -o model.h5
     """
-    try:
-        if images_dir or labels_dir:
-            if images or labels or not (images_dir and labels_dir):
-                raise InputError("use either IMAGES with --labels, or --images-dir with --labels-dir")
-            image_paths, label_paths = _pair_folders(images_dir, labels_dir)
-        else:
-            if not images:
-                raise InputError("no training images: give IMAGES and --labels, or "
-                                 "--images-dir and --labels-dir")
-            image_paths, label_paths = collect_inputs(images), collect_inputs(labels) if labels else []
-            if len(image_paths) != len(label_paths):
-                raise InputError(f"{len(image_paths)} image(s) but {len(label_paths)} label "
-                                 f"image(s); give one --labels per image, in the same order")
-        names = [n.strip() for n in class_names.split(",")] if class_names else None
-        clf = PixelClassifier(features=_parse_features(features), n_trees=trees, seed=seed,
-                              class_names=names, class_colors=_parse_colors(class_colors),
-                              n_jobs=jobs, rounding=rounding, trainer=trainer)
-        train_files(clf, image_paths, label_paths, output, axes=axes, overwrite=overwrite)
-    except PyquintError as exc:
-        raise _fail(exc) from None
+    if images_dir or labels_dir:
+        if images or labels or not (images_dir and labels_dir):
+            raise InputError("use either IMAGES with --labels, or --images-dir with --labels-dir")
+        image_paths, label_paths = pair_training_folders(images_dir, labels_dir)
+    else:
+        if not images:
+            raise InputError("no training images: give IMAGES and --labels, or "
+                             "--images-dir and --labels-dir")
+        image_paths, label_paths = collect_inputs(images), collect_inputs(labels) if labels else []
+        if len(image_paths) != len(label_paths):
+            raise InputError(f"{len(image_paths)} image(s) but {len(label_paths)} label "
+                             f"image(s); give one --labels per image, in the same order")
+    names = [n.strip() for n in class_names.split(",")] if class_names else None
+    clf = PixelClassifier(features=load_feature_selection(features, option="--features"),
+                          n_trees=trees, seed=seed, class_names=names,
+                          class_colors=_parse_colors(class_colors), n_jobs=jobs,
+                          rounding=rounding, trainer=trainer)
+    train_files(clf, image_paths, label_paths, output, axes=axes, overwrite=overwrite)
     info = clf.training_info_
     click.echo(f"trained on {info['n_samples']} labelled pixels of {info['n_images']} image(s), "
                f"{clf.n_classes_} classes, {len(clf.feature_names_)} features, seed {clf.seed_}; "
@@ -225,18 +160,15 @@ def predict(model: Path, inputs: tuple[Path, ...], sources: tuple[str, ...], fmt
           --output-format png -o segmentations/
       pyquint pixel predict model.h5 img.h5/raw --export-source probabilities
     """
-    try:
-        spec = ExportSpec(sources=tuple(sources), format=fmt, filename_format=filename_format,
-                          output_dir=output_dir, internal_path=internal_path,
-                          axis_order=axis_order, export_dtype=export_dtype,
-                          pipeline_drange=in_range, export_drange=out_range, overwrite=overwrite)
-        clf = PixelClassifier.load(model)
-        if jobs is not None:
-            clf.n_jobs = jobs
-        result = predict_files(clf, inputs, spec, axes=axes, exclude=[model], keep_going=True,
-                               warn=lambda msg: click.echo(f"warning: {msg}", err=True))
-    except PyquintError as exc:
-        raise _fail(exc) from None
+    spec = ExportSpec(sources=tuple(sources), format=fmt, filename_format=filename_format,
+                      output_dir=output_dir, internal_path=internal_path, axis_order=axis_order,
+                      export_dtype=export_dtype, pipeline_drange=in_range,
+                      export_drange=out_range, overwrite=overwrite)
+    clf = PixelClassifier.load(model)
+    if jobs is not None:
+        clf.n_jobs = jobs
+    result = predict_files(clf, inputs, spec, axes=axes, exclude=[model], keep_going=True,
+                           warn=lambda msg: click.echo(f"warning: {msg}", err=True))
     msg = f"wrote {len(result.written)} file(s)"
     if result.skipped:
         msg += f", skipped {len(result.skipped)} existing (use --overwrite to recompute)"

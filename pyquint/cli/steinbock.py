@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import click
 
+from ..features import ROUNDINGS
 from ..steinbock import fix, prepare, run
 
 
@@ -160,8 +161,9 @@ def fix_cmd(project_file, crop_dir, probab_dir, backup, axis_order, verbose) -> 
               help="Train on the project's labels even if it holds a forest trained by ilastik.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of a retrained forest (same seed, same probabilities).")
-@click.option("--rounding", type=click.Choice(["exact", "muladd", "fast"]), default="exact",
-              show_default=True, help="Feature arithmetic: exact = ilastik's fastfilters; fast = OpenCV.")
+@click.option("--rounding", type=click.Choice(ROUNDINGS), default=None,
+              help="Feature arithmetic (default: the project's ilastik version's, as in `pyquint "
+                   "ilastik predict`): exact = ilastik's fastfilters; fast = within 1e-5 of exact.")
 @click.option("--overwrite", is_flag=True, help="Recompute existing outputs (default: skip them, resume).")
 @_verbose
 def run_cmd(project_file, img_dir, out_dir, threads, mem, retrain, seed, rounding, overwrite,
@@ -176,7 +178,7 @@ def run_cmd(project_file, img_dir, out_dir, threads, mem, retrain, seed, roundin
     `steinbock segment cellprofiler`.
     """
     with _reporting(verbose):
-        result = run(project_file, img_dir, out_dir, threads=threads or None, overwrite=overwrite,
+        result = run(project_file, img_dir, out_dir, n_jobs=threads or None, overwrite=overwrite,
                      retrain=retrain, seed=seed, rounding=rounding)
     skipped = f", {len(result.skipped)} existing skipped" if result.skipped else ""
     source = f" ({result.classifier_source})" if result.classifier_source else ""

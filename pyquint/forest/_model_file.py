@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError, ModelFileError
-from ..features import FeatureSelection
+from ..features import ROUNDINGS, FeatureSelection
 from ..io import atomic_output, memory_budget
 from ._flat import MAX_CLASSES, MAX_NODES, NODE_ARRAYS, FlatForest
 
@@ -199,7 +199,7 @@ def check_metadata(metadata: Mapping[str, Any], where: str) -> None:
                 isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= 255 for x in c)
                 for c in colors)):
         raise ModelFileError(f"{where}: invalid metadata 'class_colors' must be [r, g, b] triples of 0..255")
-    if "rounding" in metadata and metadata["rounding"] not in ("fast", "exact", "muladd", "vigra"):
+    if "rounding" in metadata and metadata["rounding"] not in ROUNDINGS:
         raise ModelFileError(f"{where}: invalid metadata 'rounding' must be fast, exact or muladd (or vigra), not "
                              f"{metadata['rounding']!r}")
     features = metadata.get("features")

@@ -78,8 +78,8 @@ def classifier_from_project(
     default_selection : FeatureSelection, optional
         Used (with retraining) when neither ``selection`` nor the project selects features,
         e.g. steinbock's template project; without it such a project is refused.
-    rounding : {"exact", "muladd", "fast"}, optional
-        Feature arithmetic; default :func:`default_rounding`.
+    rounding : {"exact", "muladd", "fast", "vigra"}, optional
+        Feature arithmetic (:data:`pyquint.features.ROUNDINGS`); default :func:`default_rounding`.
     n_trees, seed : int
         Forest size and seed when retraining (ilastik: 100 trees, unseeded).
     n_jobs : int, optional

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..io import read_image, write_image
+from ..io import png_image, read_image, write_image
 from .formats import Lut
 
 __all__ = [
@@ -111,13 +111,9 @@ def apply_lut(labels: np.ndarray, lut: Lut) -> np.ndarray:
 
 
 def palette_image(labels: np.ndarray, lut: Lut):
-    """A Pillow image of mode ``P`` whose indices are the labels and whose palette is ``lut``."""
-    from PIL import Image
-
-    labels = np.ascontiguousarray(as_labels(labels))
-    image = Image.frombytes("P", (labels.shape[1], labels.shape[0]), labels.tobytes())
-    image.putpalette(lut.table.reshape(-1).tobytes(), rawmode="RGB")
-    return image
+    """A Pillow image of mode ``P`` whose indices are the labels and whose palette is ``lut``
+    (what :func:`write_palette_png` saves)."""
+    return png_image(as_labels(labels), palette=lut.table)
 
 
 def write_palette_png(path: str | os.PathLike, labels: np.ndarray, lut: Lut) -> Path:

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..io import read_image, split_h5_path, to_canonical
+from ..io import to_canonical
 from ..sequences import slice_path
 from .export import write_object_image
-from .threshold import _h5_drange, normalize_probabilities
+from .threshold import normalize_probabilities, read_probability_file
 
 __all__ = ["image_frames", "probability_frames", "stack_frames", "write_frame_images"]
 
@@ -39,19 +39,7 @@ def probability_frames(source: Any) -> tuple[list[np.ndarray], str]:
         data, axes = source
         drange = None
     else:
-        path = source
-        file, inner = split_h5_path(path)
-        if file.suffix.lower() in (".h5", ".hdf5", ".hdf") and inner is None:
-            import h5py
-
-            try:
-                with h5py.File(file, "r") as f:
-                    if "exported_data" in f:
-                        path = f"{file}/exported_data"
-            except OSError as exc:
-                raise InputError(f"{file}: not a readable HDF5 file ({exc})") from exc
-        data, axes = read_image(path)
-        drange = _h5_drange(path)
+        data, axes, drange = read_probability_file(source)
     canon, canon_axes = to_canonical(data, axes)
     parts = [canon[k] for k in range(canon.shape[0])] if canon_axes.startswith("t") else [canon]
     try:

@@ -91,16 +91,10 @@ def _h5_drange(path: str | os.PathLike) -> tuple[float, float] | None:
     return (float(value[0]), float(value[1])) if value.size == 2 else None
 
 
-def load_probabilities(path: str | os.PathLike, axes: str | None = None) -> tuple[np.ndarray, str]:
-    """Read a probability map (pyquint/ilastik H5 ``exported_data``, TIFF, PNG, .npy).
-
-    Returns
-    -------
-    proba : float32 ndarray
-        Canonical axes (``yxc`` or ``zyxc``), values rescaled to 0..1.
-    axes : str
-        ``"yxc"`` or ``"zyxc"``.
-    """
+def read_probability_file(path: str | os.PathLike, axes: str | None = None
+                          ) -> tuple[np.ndarray, str, tuple[float, float] | None]:
+    """A probability file as stored: ``(data, axes, drange)``; an HDF5 file without an inner
+    path is read at ilastik's ``exported_data`` when it has one, ``drange`` is its attribute."""
     file, inner = split_h5_path(path)
     if file.suffix.lower() in (".h5", ".hdf5", ".hdf") and inner is None:
         import h5py
@@ -112,7 +106,20 @@ def load_probabilities(path: str | os.PathLike, axes: str | None = None) -> tupl
         except OSError as exc:
             raise InputError(f"{file}: not a readable HDF5 file ({exc})") from exc
     data, data_axes = read_image(path, axes)
-    drange = _h5_drange(path)
+    return data, data_axes, _h5_drange(path)
+
+
+def load_probabilities(path: str | os.PathLike, axes: str | None = None) -> tuple[np.ndarray, str]:
+    """Read a probability map (pyquint/ilastik H5 ``exported_data``, TIFF, PNG, .npy).
+
+    Returns
+    -------
+    proba : float32 ndarray
+        Canonical axes (``yxc`` or ``zyxc``), values rescaled to 0..1.
+    axes : str
+        ``"yxc"`` or ``"zyxc"``.
+    """
+    data, data_axes, drange = read_probability_file(path, axes)
     data, canon = to_canonical(data, data_axes)
     if canon.startswith("t"):
         raise InputError(f"{path}: time series are not supported; give one time point per file")

@@ -13,6 +13,11 @@ so 1.0 → 65535), one single-page interleaved (contiguous) TIFF per image, phot
 when there are 3 classes and min-is-black otherwise, uncompressed, size = the Ilastik
 image's (scale × original). Files are named ``{image stem}.tiff`` (what steinbock's
 ``-img`` rename intends; steinbock also mangles stems that contain ``-img``).
+
+The feature arithmetic follows the project's ilastik version
+(:func:`pyquint.ilastik.default_rounding`), as for every other ``.ilp`` entry point: a stored
+forest was trained on that build's features. Threads: ``n_jobs``
+(:func:`pyquint.parallel.resolve_n_jobs`); ``threads=`` is its deprecated name.
 """
 
 from __future__ import annotations
@@ -27,10 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..features import FeatureSelection
+from ..features import DEFAULT_ROUNDING, FeatureSelection
 from ..ilastik.classifier import STORED_FOREST, classifier_from_project, uses_stored_forest
 from ..ilastik.project import read_project
 from ..io import atomic_output
+from ..parallel import resolve_n_jobs
 from ..pixel import PixelClassifier
 from ..pixel_batch import ExportSpec, predict_files
 from .images import list_ilastik_files, read_ilastik_h5
@@ -81,6 +87,7 @@ class SteinbockClassifier:
     source : str
         ``"stored forest"`` or ``"retrained on N labelled pixels"``.
     rounding : str
+        Feature arithmetic (:meth:`from_project`: the project's ilastik version's).
     classifier : PixelClassifier
         Built from the fields above when not given.
     """
@@ -89,7 +96,7 @@ class SteinbockClassifier:
     forest: object
     class_names: list[str]
     source: str
-    rounding: str = "exact"
+    rounding: str = DEFAULT_ROUNDING
     classifier: PixelClassifier | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -108,12 +115,17 @@ class SteinbockClassifier:
         retrain: bool = False,
         n_trees: int = 100,
         seed: int | None = 0,
+        n_jobs: int | None = None,
+        rounding: str | None = None,
         threads: int | None = None,
-        rounding: str = "exact",
     ) -> SteinbockClassifier:
         """Use the project's stored forest, or train one on the labels of its crops
         (:func:`pyquint.ilastik.classifier_from_project`; every default feature with σ ≥ 1
         when the project selects none, as steinbock's documentation recommends).
+
+        ``rounding`` defaults to the project's ilastik version's
+        (:func:`pyquint.ilastik.default_rounding`); ``n_jobs`` threads (``threads``: its
+        deprecated name).
 
         Raises
         ------
@@ -121,6 +133,8 @@ class SteinbockClassifier:
             The project has neither a usable stored forest nor labels, labels lie outside
             their crops, or the crops cannot be found.
         """
+        if threads is not None:
+            n_jobs = resolve_n_jobs(n_jobs, alias=threads, alias_name="threads")
         project = read_project(project_file)
         if project.kind != "pixel":
             raise InputError(f"{project_file}: a {project.workflow} project, not Pixel Classification")
@@ -131,26 +145,33 @@ class SteinbockClassifier:
             )
         clf = classifier_from_project(
             project, retrain=retrain, default_selection=FeatureSelection.steinbock(),
-            rounding=rounding, n_trees=n_trees, seed=seed, n_jobs=threads)
+            rounding=rounding, n_trees=n_trees, seed=seed, n_jobs=n_jobs)
         if clf.training_info_.get("source") == STORED_FOREST:
             source = "stored forest"
         else:
             source = f"retrained on {clf.training_info_['n_samples']} labelled pixels"
-        return cls(clf.selection_, clf.forest_, list(clf.class_names_), source, rounding, clf)
+        return cls(clf.selection_, clf.forest_, list(clf.class_names_), source, clf.rounding, clf)
 
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
 
-    def predict_proba(self, image_cyx: np.ndarray, *, threads: int | None = None) -> np.ndarray:
-        """Class probabilities (Y, X, classes) float32 of a CYX Ilastik image, tile by tile."""
+    def predict_proba(self, image_cyx: np.ndarray, *, n_jobs: int | None = None,
+                      threads: int | None = None) -> np.ndarray:
+        """Class probabilities (Y, X, classes) float32 of a CYX Ilastik image, tile by tile
+        (``n_jobs`` threads; ``threads``: its deprecated name)."""
+        if threads is not None:
+            n_jobs = resolve_n_jobs(n_jobs, alias=threads, alias_name="threads")
         image = np.moveaxis(np.asarray(image_cyx, dtype=np.float32), 0, -1)
-        return self.predict_sources(image, ["Probabilities"], threads=threads)["Probabilities"]
+        return self.predict_sources(image, ["Probabilities"], n_jobs=n_jobs)["Probabilities"]
 
     def predict_sources(self, image: np.ndarray, sources: Sequence[str], *,
-                        threads: int | None = None) -> dict[str, np.ndarray]:
+                        n_jobs: int | None = None, threads: int | None = None
+                        ) -> dict[str, np.ndarray]:
         """Export sources of a YXC image (what :func:`pyquint.pixel_batch.predict_files`
         asks of a classifier), after checking its channels against the project's crops."""
+        if threads is not None:
+            n_jobs = resolve_n_jobs(n_jobs, alias=threads, alias_name="threads")
         expected = self.selection.n_channels(image.shape[-1], 2)  # type: ignore[attr-defined]
         if expected != self.forest.n_features:  # type: ignore[attr-defined]
             raise InputError(
@@ -159,7 +180,7 @@ class SteinbockClassifier:
                 "crops were prepared with different channels"
             )
         clf = copy.copy(self.classifier)  # per-call threads and rounding, shared forest
-        clf.n_jobs = threads if threads is not None else clf.n_jobs
+        clf.n_jobs = n_jobs if n_jobs is not None else clf.n_jobs
         clf.rounding = self.rounding
         if sources == ["Probabilities"]:
             return {"Probabilities": clf.predict_proba(image, tile_size=_TILE)}
@@ -181,12 +202,13 @@ def run(
     img_dir: str | os.PathLike = "ilastik_img",
     out_dir: str | os.PathLike = "ilastik_probabilities",
     *,
-    threads: int | None = None,
+    n_jobs: int | None = None,
     overwrite: bool = False,
     retrain: bool = False,
     n_trees: int = 100,
     seed: int | None = 0,
-    rounding: str = "exact",
+    rounding: str | None = None,
+    threads: int | None = None,
 ) -> RunResult:
     """Pixel classification of every Ilastik image into steinbock's probability TIFFs.
 
@@ -198,8 +220,9 @@ def run(
         steinbock Ilastik images (``*.h5`` with ``/img``), listed recursively and sorted.
     out_dir : path-like, default "ilastik_probabilities"
         Output folder (created); one ``{stem}.tiff`` per image.
-    threads : int, optional
-        Threads for features, training and prediction (steinbock's ``--threads``).
+    n_jobs : int, optional
+        Threads for features, training and prediction (steinbock's ``--threads``; None or
+        0: every core, :func:`pyquint.parallel.resolve_n_jobs`).
     overwrite : bool, default False
         Recompute existing outputs (default: skip them, so a stopped run resumes).
     retrain : bool, default False
@@ -208,8 +231,12 @@ def run(
         Trees of a retrained forest (ilastik's default).
     seed : int or None, default 0
         Seed of a retrained forest (the same seed gives the same probabilities).
-    rounding : {"exact", "muladd", "fast"}, default "exact"
-        Feature arithmetic (see :func:`pyquint.features.compute_features`).
+    rounding : {"exact", "muladd", "fast", "vigra"}, optional
+        Feature arithmetic (see :func:`pyquint.features.compute_features`); default the
+        project's ilastik version's (:func:`pyquint.ilastik.default_rounding`), as for
+        ``pyquint ilastik predict``.
+    threads : int, optional
+        Deprecated name of ``n_jobs`` (a :class:`DeprecationWarning`).
 
     Returns
     -------
@@ -224,13 +251,13 @@ def run(
     img_files = list_ilastik_files(img_dir)
     if not img_files:
         raise InputError(f"{img_dir}: no Ilastik images (*.h5); run `pyquint steinbock prepare` first")
-    if threads is not None and threads < 1:
-        raise InputError(f"--threads must be at least 1, not {threads}")
+    if threads is not None:
+        n_jobs = resolve_n_jobs(n_jobs, alias=threads, alias_name="threads")
     result = RunResult()
 
     def classifier() -> SteinbockClassifier:  # built only when some output is to be computed
         built = SteinbockClassifier.from_project(
-            project_file, retrain=retrain, n_trees=n_trees, seed=seed, threads=threads,
+            project_file, retrain=retrain, n_trees=n_trees, seed=seed, n_jobs=n_jobs,
             rounding=rounding)
         result.classifier_source, result.class_names = built.source, built.class_names
         logger.info("%s: %s", project_file, built.source)

@@ -23,6 +23,7 @@ from ..batch import guard_outputs, progress
 from ..errors import InputError
 from ..features import FeatureSelection, compute_features, feature_bands, feature_halo
 from ..io import split_h5_path
+from ..parallel import available_cpus, resolve_n_jobs
 from ..pixel_sources import forest_sources, needs_probabilities, sources_from_proba
 from ..tiling import windows
 from ..zarrio import is_zarr_path
@@ -188,7 +189,7 @@ class TilePredictor:
         else:
             out = np.empty(shape + (self.n_classes,), np.float32)
             forest = self.forest.predict_proba
-        threads = self.feature_threads or self.forest_threads or os.cpu_count() or 1
+        threads = resolve_n_jobs(self.feature_threads or self.forest_threads)
         bands = feature_bands(window, self.selection, axes="yxc", n_jobs=threads)
 
         def consume(y0: int, y1: int, feats: np.ndarray) -> None:
@@ -226,7 +227,7 @@ def auto_workers(tile: Tile, predictor: TilePredictor) -> int:
 
     per_tile = max(1, tile_memory(tile, predictor))
     by_memory = int(0.5 * psutil.virtual_memory().available // per_tile)
-    return max(1, min((os.cpu_count() or 1) // 2, by_memory, 8))
+    return max(1, min(available_cpus() // 2, by_memory, 8))
 
 
 def _to_output(source: str, data: np.ndarray, suffix: str) -> np.ndarray:
@@ -395,7 +396,7 @@ def predict_tiled(
             if n_workers < 1:
                 raise InputError(f"n_workers must be ≥ 1, not {n_workers}")
             # several tiles at once: let each tile's feature pass use fewer threads
-            predictor.feature_threads = max(1, (os.cpu_count() or 1) // n_workers)
+            predictor.feature_threads = max(1, available_cpus() // n_workers)
             own_pool = executor = ThreadPoolExecutor(n_workers, thread_name_prefix="pyquint-tile")
             in_flight = n_workers + 1
         else:
