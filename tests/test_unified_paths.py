@@ -23,7 +23,7 @@ from pyquint.errors import InputError
 from pyquint.export import export_array
 from pyquint.export import nickname as export_nickname
 from pyquint.features import DEFAULT_ROUNDING, ROUNDINGS, FeatureSelection, compute_features
-from pyquint.ilastik import read_feature_selection
+from pyquint.ilastik import read_feature_selection, write_project
 from pyquint.io import write_png
 from pyquint.naming import check_distinct_outputs, input_file, nickname
 from pyquint.pixel import PixelClassifier
@@ -121,13 +121,18 @@ def test_pixel_classifier_takes_every_feature_rounding(tmp_path):
         PixelClassifier(features=sel, rounding="approx").fit(image, labels)
 
 
-def test_cli_train_reads_features_from_an_ilp(tmp_path, pc_ilp):
+def test_cli_train_reads_features_from_an_ilp(tmp_path):
     image = RNG.integers(0, 200, (48, 48)).astype(np.uint8)
     image[:, 24:] += 50
     labels = np.zeros((48, 48), np.uint8)
     labels[6, 2:20], labels[40, 28:46] = 1, 2
     Image.fromarray(image).save(tmp_path / "s.png")
     Image.fromarray(labels).save(tmp_path / "s_labels.png")
+    # a project whose selection is neither a default nor "all": three features at two scales
+    matrix = np.zeros((6, 3), bool)
+    matrix[0, 0] = matrix[3, 1] = matrix[5, 2] = True
+    pc_ilp = write_project(tmp_path / "sel.ilp", [image], [labels],
+                           FeatureSelection(matrix, (0.7, 1.6, 3.5)), ["a", "b"], axes="yx")
     model = tmp_path / "m.h5"
     proc = subprocess.run(
         [sys.executable, "-m", "pyquint", "pixel", "train", "--images-dir", str(tmp_path),
