@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import InputError
 from ..io import to_canonical
 from ..parallel import resolve_n_jobs
+from ._eig3 import eig3_fastfilters
 from ._fast2d import FeatureBands, compute_2d_fast
 from ._kernels import correlate_axis, half_kernel, sep_filter_2d_fast, transpose_rows
 from ._selection import (
@@ -96,10 +97,10 @@ def _eig2(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.n
     return t0 + d, t0 - d
 
 
-def _eig3(*components: np.ndarray) -> list[np.ndarray]:
+def _eig3_f64(a11, a22, a33, a12, a13, a23) -> list[np.ndarray]:
     """Eigenvalues (descending) of a symmetric 3×3 field (xx, yy, zz, xy, xz, yz), closed
     form (trigonometric) in float64, returned as float32."""
-    a11, a22, a33, a12, a13, a23 = (v.astype(np.float64) for v in components)
+    a11, a22, a33, a12, a13, a23 = (v.astype(np.float64) for v in (a11, a22, a33, a12, a13, a23))
     q = (a11 + a22 + a33) / 3.0
     p1 = a12 * a12 + a13 * a13 + a23 * a23
     p = np.sqrt(((a11 - q) ** 2 + (a22 - q) ** 2 + (a33 - q) ** 2 + 2.0 * p1) / 6.0)
@@ -112,6 +113,18 @@ def _eig3(*components: np.ndarray) -> list[np.ndarray]:
     e3 = q + 2.0 * p * np.cos(phi + 2.0 * np.pi / 3.0)
     e2 = 3.0 * q - e1 - e3
     return [e.astype(np.float32) for e in (e1, e2, e3)]
+
+
+def _eig3(xx, yy, zz, xy, xz, yz, rounding: str = "exact") -> list[np.ndarray]:
+    """Eigenvalues (descending) of a symmetric 3×3 field of the 3-D Hessian / structure tensor.
+
+    ``exact`` and ``muladd``: fastfilters' float32 solver bit for bit
+    (:mod:`pyquint.features._eig3`; its linear algebra has no FMA in either build), given the
+    fields in its argument order (zz, yz, xz, yy, xy, xx). ``fast``: a float64 closed form.
+    """
+    if rounding == "fast":
+        return _eig3_f64(xx, yy, zz, xy, xz, yz)
+    return list(eig3_fastfilters(zz, yz, xz, yy, xy, xx))
 
 
 def _stage2(sep: _Separable, fid: str, sp: float, nd: int) -> list[np.ndarray]:
@@ -141,7 +154,7 @@ def _stage2(sep: _Separable, fid: str, sp: float, nd: int) -> list[np.ndarray]:
         xx, yy, xy = filt({0: 2}), filt({1: 2}), filt({0: 1, 1: 1})
         if nd == 2:
             return list(_eig2(xx, yy, xy))
-        return _eig3(xx, yy, filt({2: 2}), xy, filt({0: 1, 2: 1}), filt({1: 1, 2: 1}))
+        return _eig3(xx, yy, filt({2: 2}), xy, filt({0: 1, 2: 1}), filt({1: 1, 2: 1}), rounding=sep.rounding)
     if fid == "StructureTensorEigenvalues":
         # fastfilters swaps ilastik's (inner, outer) scales: gradient at σ'/2, tensor smoothed at σ'.
         g = [filt({i: 1}, 0.5 * sp) for i in range(nd)]
@@ -155,7 +168,7 @@ def _stage2(sep: _Separable, fid: str, sp: float, nd: int) -> list[np.ndarray]:
         gx, gy, gz = g
         return _eig3(
             smooth(gx * gx), smooth(gy * gy), smooth(gz * gz),
-            smooth(gx * gy), smooth(gx * gz), smooth(gy * gz),
+            smooth(gx * gy), smooth(gx * gz), smooth(gy * gz), rounding=sep.rounding,
         )
     raise InputError(f"unknown feature id {fid!r}")  # pragma: no cover - validated earlier
 
