@@ -148,6 +148,24 @@ def write_project(
     path = Path(path)
     if path.exists() and not overwrite:
         raise InputError(f"{path}: already exists (pass overwrite=True to replace it)")
+    lanes, names, colors = _checked_lanes(path, images, label_images, label_names, label_colors,
+                                          axes, nicknames)
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+        _vstr(f, "ilastikVersion", WRITTEN_VERSION)
+        _vstr(f, "workflowName", "Pixel Classification")
+        _vstr(f, "time", time.ctime())
+        f.create_dataset("currentApplet", data=np.int64(2))
+        _write_input_data(f, lanes, nicknames, store_raw, path)
+        _write_feature_selection(f, selection)
+        _write_labels(f, lanes, names, colors)
+        _write_export_settings(f, export_settings)
+    return path
+
+
+def _checked_lanes(path: Path, images: Any, label_images: Any, label_names: Any, label_colors: Any,
+                   axes: str | None, nicknames: Any) -> tuple[list[tuple], list[str], np.ndarray]:
+    """Every lane's ``(data, axes, source, canonical axes, labels)``, the label names and
+    colours, checked before anything is written."""
     if isinstance(images, np.ndarray):
         images = [images]
     if label_images is None:
@@ -179,84 +197,95 @@ def write_project(
               else _default_colors(len(names)))
     if len(colors) != len(names) or (colors.size and (colors.min() < 0 or colors.max() > 255)):
         raise InputError(f"label_colors must be {len(names)} RGB triples in 0..255")
+    return lanes, names, colors
 
-    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
-        _vstr(f, "ilastikVersion", WRITTEN_VERSION)
-        _vstr(f, "workflowName", "Pixel Classification")
-        _vstr(f, "time", time.ctime())
-        f.create_dataset("currentApplet", data=np.int64(2))
-        inputs = f.create_group("Input Data")
-        inputs.create_dataset("Role Names", data=np.array([b"Raw Data", b"Prediction Mask"], dtype="S15"))
-        _vstr(inputs, "StorageVersion", "0.2")
-        infos = inputs.create_group("infos")
-        local = inputs.create_group("local_data")
-        for i, (data, data_axes, source, _, _) in enumerate(lanes):
-            lane = infos.create_group(f"lane{i:04d}")
-            lane.create_group("Prediction Mask")
-            raw = lane.create_group("Raw Data")
-            dataset_id = str(uuid.uuid1())
-            nickname = nicknames[i] if nicknames else (
-                Path(source).stem if source else f"image{i:04d}")
-            if source is None or store_raw:
-                ds = local.create_dataset(dataset_id, data=data)
-                ds.attrs["axistags"] = axistags_json(data_axes)
-                inner = f"/Input Data/local_data/{dataset_id}"
-                _vstr(raw, "filePath", inner)
-                _vstr(raw, "inner_path", inner)
-                _vstr(raw, "location", "ProjectInternal")
-                _vstr(raw, "__class__", "ProjectInternalDatasetInfo")
-            else:
-                src = Path(os.path.abspath(source))
-                try:
-                    stored = os.path.relpath(src, path.parent.resolve())
-                    relative = not stored.startswith("..")
-                except ValueError:  # another drive on Windows
-                    relative = False
-                _vstr(raw, "filePath", stored if relative else str(src))
-                _vstr(raw, "location", "FileSystem")
-                _vstr(raw, "__class__", "RelativeFilesystemDatasetInfo" if relative else "FilesystemDatasetInfo")
-            _vstr(raw, "nickname", nickname)
-            raw.create_dataset("allowLabels", data=True)
-            _vstr(raw, "axistags", axistags_json(data_axes))
-            _vstr(raw, "datasetId", dataset_id)
-            raw.create_dataset("shape", data=np.asarray(data.shape, dtype=np.int64))
-            _vstr(raw, "display_mode", "default")
-            raw.create_dataset("normalizeDisplay", data=False)
-        fs = f.create_group("FeatureSelections")
-        if selection is not None:
-            fs.create_dataset("FeatureIds", data=np.array([s.encode() for s in selection.feature_ids]))
-            fs.create_dataset("Scales", data=np.asarray(selection.scales, dtype=np.float64))
-            fs.create_dataset("SelectionMatrix", data=np.asarray(selection.matrix, dtype=bool))
-            # empty = "decide from the data" (2-D when z = 1), ilastik's own default
-            c2d = selection.compute_in_2d or ()
-            fs.create_dataset("ComputeIn2d", data=np.asarray(c2d, dtype=bool))
-            _vstr(fs, "StorageVersion", "0.1")
-        pc = f.create_group("PixelClassification")
-        _vstr(pc, "StorageVersion", "0.1")
-        for key, value in (("LabelNames", np.array([s.encode() for s in names])),
-                           ("LabelColors", colors), ("PmapColors", colors)):
-            ds = pc.create_dataset(key, data=value)
-            ds.attrs["isEmpty"] = len(names) == 0
-        sets = pc.create_group("LabelSets")
-        for i, (_, _, _, canon_axes, lab) in enumerate(lanes):
-            group = sets.create_group(f"labels{i:03d}")
-            if lab is None:
-                continue
-            for k, (block, start, stop) in enumerate(_label_blocks(lab, i)):
-                ds = group.create_dataset(f"block{k:04d}", data=block)
-                ds.attrs["blockSlice"] = format_block_slice(start, stop)
-                ds.attrs["axistags"] = axistags_json(canon_axes)
-        export = f.create_group("Prediction Export")
-        settings = {"OutputFilenameFormat": "{dataset_dir}/{nickname}_{result_type}",
-                    "OutputFormat": "hdf5", "OutputInternalPath": "exported_data",
-                    **(export_settings or {})}
-        for key, value in settings.items():
-            if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
-                export.create_dataset(key, data=value)  # InputMin, ExportMax, ... are numbers
-            else:
-                _vstr(export, key, str(value))
-        _vstr(export, "StorageVersion", "0.1")
-    return path
+
+def _write_input_data(f: Any, lanes: list[tuple], nicknames: Any, store_raw: bool, path: Path) -> None:
+    """``Input Data``: one lane per image, stored inside the project or referenced."""
+    inputs = f.create_group("Input Data")
+    inputs.create_dataset("Role Names", data=np.array([b"Raw Data", b"Prediction Mask"], dtype="S15"))
+    _vstr(inputs, "StorageVersion", "0.2")
+    infos = inputs.create_group("infos")
+    local = inputs.create_group("local_data")
+    for i, (data, data_axes, source, _, _) in enumerate(lanes):
+        lane = infos.create_group(f"lane{i:04d}")
+        lane.create_group("Prediction Mask")
+        raw = lane.create_group("Raw Data")
+        dataset_id = str(uuid.uuid1())
+        nickname = nicknames[i] if nicknames else (
+            Path(source).stem if source else f"image{i:04d}")
+        if source is None or store_raw:
+            ds = local.create_dataset(dataset_id, data=data)
+            ds.attrs["axistags"] = axistags_json(data_axes)
+            inner = f"/Input Data/local_data/{dataset_id}"
+            _vstr(raw, "filePath", inner)
+            _vstr(raw, "inner_path", inner)
+            _vstr(raw, "location", "ProjectInternal")
+            _vstr(raw, "__class__", "ProjectInternalDatasetInfo")
+        else:
+            src = Path(os.path.abspath(source))
+            try:
+                stored = os.path.relpath(src, path.parent.resolve())
+                relative = not stored.startswith("..")
+            except ValueError:  # another drive on Windows
+                relative = False
+            _vstr(raw, "filePath", stored if relative else str(src))
+            _vstr(raw, "location", "FileSystem")
+            _vstr(raw, "__class__", "RelativeFilesystemDatasetInfo" if relative else "FilesystemDatasetInfo")
+        _vstr(raw, "nickname", nickname)
+        raw.create_dataset("allowLabels", data=True)
+        _vstr(raw, "axistags", axistags_json(data_axes))
+        _vstr(raw, "datasetId", dataset_id)
+        raw.create_dataset("shape", data=np.asarray(data.shape, dtype=np.int64))
+        _vstr(raw, "display_mode", "default")
+        raw.create_dataset("normalizeDisplay", data=False)
+
+
+def _write_feature_selection(f: Any, selection: Any) -> None:
+    """``FeatureSelections`` (left empty for ``None``, as steinbock's template has it)."""
+    fs = f.create_group("FeatureSelections")
+    if selection is None:
+        return
+    fs.create_dataset("FeatureIds", data=np.array([s.encode() for s in selection.feature_ids]))
+    fs.create_dataset("Scales", data=np.asarray(selection.scales, dtype=np.float64))
+    fs.create_dataset("SelectionMatrix", data=np.asarray(selection.matrix, dtype=bool))
+    # empty = "decide from the data" (2-D when z = 1), ilastik's own default
+    c2d = selection.compute_in_2d or ()
+    fs.create_dataset("ComputeIn2d", data=np.asarray(c2d, dtype=bool))
+    _vstr(fs, "StorageVersion", "0.1")
+
+
+def _write_labels(f: Any, lanes: list[tuple], names: list[str], colors: np.ndarray) -> None:
+    """``PixelClassification``: label names and colours, and each lane's label blocks."""
+    pc = f.create_group("PixelClassification")
+    _vstr(pc, "StorageVersion", "0.1")
+    for key, value in (("LabelNames", np.array([s.encode() for s in names])),
+                       ("LabelColors", colors), ("PmapColors", colors)):
+        ds = pc.create_dataset(key, data=value)
+        ds.attrs["isEmpty"] = len(names) == 0
+    sets = pc.create_group("LabelSets")
+    for i, (_, _, _, canon_axes, lab) in enumerate(lanes):
+        group = sets.create_group(f"labels{i:03d}")
+        if lab is None:
+            continue
+        for k, (block, start, stop) in enumerate(_label_blocks(lab, i)):
+            ds = group.create_dataset(f"block{k:04d}", data=block)
+            ds.attrs["blockSlice"] = format_block_slice(start, stop)
+            ds.attrs["axistags"] = axistags_json(canon_axes)
+
+
+def _write_export_settings(f: Any, export_settings: dict[str, Any] | None) -> None:
+    """``Prediction Export``: ilastik's defaults, updated by ``export_settings``."""
+    export = f.create_group("Prediction Export")
+    settings = {"OutputFilenameFormat": "{dataset_dir}/{nickname}_{result_type}",
+                "OutputFormat": "hdf5", "OutputInternalPath": "exported_data",
+                **(export_settings or {})}
+    for key, value in settings.items():
+        if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+            export.create_dataset(key, data=value)  # InputMin, ExportMax, ... are numbers
+        else:
+            _vstr(export, key, str(value))
+    _vstr(export, "StorageVersion", "0.1")
 
 
 def copy_labels(
