@@ -169,14 +169,16 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     if parent not in _CLEANED:
         _CLEANED.add(parent)
         remove_stale_temps(parent)
-    # Ctrl-C between creating the temp file and entering ``try`` would leak it: hold the
-    # signals back (they are delivered right after) while the file is made.
-    with _signals_held():
-        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.stem), suffix=".tmp" + path.suffix,
-                                   dir=path.parent)
-        os.close(fd)
-        tmp_path = Path(tmp)
+    tmp_path: Path | None = None
     try:
+        # Ctrl-C between creating the temp file and knowing its name would leak it: the
+        # signals are held back while it is made. They are delivered as the hold ends, which
+        # is still inside this ``try``, so the file is removed then too.
+        with _signals_held():
+            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.stem),
+                                       suffix=".tmp" + path.suffix, dir=path.parent)
+            os.close(fd)
+            tmp_path = Path(tmp)
         yield tmp_path
         # mkstemp creates 0600 files; give the output the permissions a plain open() would.
         umask = os.umask(0)
@@ -184,6 +186,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            tmp_path.unlink()
+        if tmp_path is not None:
+            with contextlib.suppress(OSError):
+                tmp_path.unlink()
         raise
