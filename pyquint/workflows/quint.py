@@ -306,29 +306,7 @@ def run_quint(config: QuintConfig, *, truth: str | os.PathLike | None = None, tr
     -------
     QuintResult
     """
-    config.validate()
-    sections = list_sections(config)
-    check_section_names(sections)
-    out_dir = config.resolve(config.output.folder)
-    seg_dir = out_dir / SEGMENTATION_DIR
-    section_dirs = {s.parent.resolve() for s in sections}
-    if out_dir.resolve() in section_dirs or seg_dir.resolve() in section_dirs:
-        raise InputError(f"output.folder {out_dir}: outputs would be written among the input sections; "
-                         "choose another folder")
-    outputs = {s: seg_dir / (s.stem + ".png") for s in sections}
-    guard_outputs(sections, list(outputs.values()))
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    # Channel counts must agree (sizes may differ).
-    channel_counts = {}
-    for s in sections:
-        data, axes = read_image(s, axes=config.input.axes)
-        channel_counts[s.name] = to_canonical(data, axes)[0].shape[-1]
-    if len(set(channel_counts.values())) > 1:
-        raise InputError(f"sections have different channel counts: {channel_counts}")
-
-    _precheck_object_labels(config, sections)  # before the long pixel work
-    check_pynutil_inputs(config.pynutil, config.resolve)
+    sections, out_dir, outputs = _plan_run(config)
     pixel_clf, class_names, pixel_model_path = _pixel_model(config, sections, out_dir)
     n_classes = len(class_names)
     object_clf, object_model_path = _object_model(config, sections, pixel_clf, out_dir)
@@ -390,6 +368,34 @@ def run_quint(config: QuintConfig, *, truth: str | os.PathLike | None = None, tr
                       [p for p in (pixel_model_path, object_model_path) if p is not None],
                       truth_dir=truth_dir, truth_value=truth_value, evaluate_class=evaluate_class)
     return result
+
+
+def _plan_run(config: QuintConfig) -> tuple[list[Path], Path, dict[Path, Path]]:
+    """Everything checked before the long pixel work: the sections, where their Nutil PNGs
+    go (never among the inputs), equal channel counts, the object labels and the PyNutil
+    inputs. Returns the sections, the output folder (created) and each section's PNG."""
+    config.validate()
+    sections = list_sections(config)
+    check_section_names(sections)
+    out_dir = config.resolve(config.output.folder)
+    seg_dir = out_dir / SEGMENTATION_DIR
+    section_dirs = {s.parent.resolve() for s in sections}
+    if out_dir.resolve() in section_dirs or seg_dir.resolve() in section_dirs:
+        raise InputError(f"output.folder {out_dir}: outputs would be written among the input sections; "
+                         "choose another folder")
+    outputs = {s: seg_dir / (s.stem + ".png") for s in sections}
+    guard_outputs(sections, list(outputs.values()))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # channel counts must agree (sizes may differ)
+    channel_counts = {}
+    for s in sections:
+        data, axes = read_image(s, axes=config.input.axes)
+        channel_counts[s.name] = to_canonical(data, axes)[0].shape[-1]
+    if len(set(channel_counts.values())) > 1:
+        raise InputError(f"sections have different channel counts: {channel_counts}")
+    _precheck_object_labels(config, sections)
+    check_pynutil_inputs(config.pynutil, config.resolve)
+    return sections, out_dir, outputs
 
 
 def _pynutil_counts(result: QuintResult, config: QuintConfig, lut, coloured: list[int]) -> None:
